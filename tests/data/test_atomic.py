@@ -3,7 +3,6 @@ import pytest
 
 from hybridrec.data import DataError
 from hybridrec.data.atomic import load_atomic
-from hybridrec.data.movielens import load_ml100k
 
 
 def write(folder, name, text):
@@ -43,8 +42,8 @@ def test_atomic_bad_inputs_name_the_place(tmp_path):
 
 
 @pytest.mark.slow
-def test_ml100k_counts():
-    data = load_ml100k()
+def test_ml100k_counts(ml100k):
+    data = ml100k
     info = data.info()
     assert (info["users"], info["items"], info["interactions"]) == (943, 1682, 100_000)
     assert (info["kg_triples"], info["linked_items"]) == (91_631, 1_598)
