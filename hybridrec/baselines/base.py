@@ -1,0 +1,206 @@
+"""Shared plumbing for the baselines: parameters, fitted checks, scoring guard, save / load.
+
+Baselines follow scikit-learn: ``__init__`` stores keyword arguments, ``fit(train, num_users,
+num_items, ...)`` learns and returns ``self``, learned attributes end in ``_``. They score
+through :class:`~hybridrec.scoring.Scorer` and save as ``scorer.json`` (class, parameters,
+sizes) plus ``scorer.safetensors`` (learned tensors) in one folder; no pickle.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from hybridrec.device import pick_device
+from hybridrec.scoring import Scorer, check_user_index
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BaseScorer", "Callback", "NotFittedError", "Scorer", "sparse_csr"]
+
+#: ``callback(epoch, scorer) -> stop?``, called after each epoch of iterative baselines.
+Callback = Callable[[int, "BaseScorer"], bool | None]
+
+_FORMAT = 1
+
+
+def sparse_csr(index: Tensor, value: Tensor, size: tuple[int, int],
+               device: torch.device) -> Tensor:
+    """A sparse CSR matrix from COO ``index [2, nnz]`` and ``value [nnz]`` (duplicates summed).
+
+    CSR, not COO: ``torch.sparse.mm`` with a CSR left factor is several times faster on CPU.
+    """
+    coo = torch.sparse_coo_tensor(index, value, size, check_invariants=True).coalesce()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return coo.to_sparse_csr().to(device)
+
+
+class NotFittedError(RuntimeError):
+    """``score`` or ``save`` was called before ``fit``."""
+
+
+class BaseScorer:
+    """Base of every baseline scorer.
+
+    Subclasses implement ``fit`` (setting ``num_users_``, ``num_items_``, ``device_`` and their
+    own learned tensors), ``_score(user_index) -> [B, num_items]`` for valid, non-empty input on
+    ``device_``, and ``_state() / _load_state()`` listing the learned tensors.
+    """
+
+    #: The small grid searched on validation NDCG@20: parameter -> candidate values.
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    #: Whether ``fit`` runs epochs and accepts ``callback`` (early stopping then applies).
+    iterative: ClassVar[bool] = False
+    _classes: ClassVar[dict[str, type[BaseScorer]]] = {}
+
+    num_users_: int
+    num_items_: int
+    device_: torch.device
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        BaseScorer._classes[cls.__name__] = cls
+
+    # Parameters, as in scikit-learn.
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind in kinds]
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-ready."""
+        out = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            out[name] = str(value) if isinstance(value, torch.device) else value
+        return out
+
+    def set_params(self, **params: Any) -> BaseScorer:
+        """Change constructor arguments (takes effect at the next ``fit``)."""
+        valid = set(self._param_names())
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"{type(self).__name__}: unknown parameter {name!r}; valid: "
+                                 f"{sorted(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def clone(self, **params: Any) -> BaseScorer:
+        """A new, unfitted scorer with the same (or overridden) parameters."""
+        return type(self)(**{**self.get_params(), **params})
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # Fitting bookkeeping.
+    def _start_fit(self, num_users: int, num_items: int, device: Any) -> None:
+        if num_users < 1 or num_items < 1:
+            raise ValueError(f"{type(self).__name__}.fit: need num_users >= 1 and "
+                             f"num_items >= 1, got {num_users} and {num_items}")
+        self.num_users_ = int(num_users)
+        self.num_items_ = int(num_items)
+        self.device_ = pick_device(device)
+
+    def _check_fitted(self, what: str) -> None:
+        if not hasattr(self, "num_items_"):
+            raise NotFittedError(f"{type(self).__name__}.{what}: call fit() first")
+
+    # Scoring.
+    def score(self, user_index: Tensor) -> Tensor:
+        """Scores of every item for the given users.
+
+        Args:
+            user_index: ``int64 [B]`` contiguous user indices, on any device.
+
+        Shapes:
+            - **output:** ``float [B, num_items]`` on ``device_``.
+        """
+        self._check_fitted("score")
+        index = check_user_index(user_index, self.num_users_, type(self).__name__)
+        if index.numel() == 0:
+            return torch.zeros(0, self.num_items_, device=self.device_)
+        with torch.no_grad():
+            return self._score(index.to(self.device_))
+
+    def _score(self, user_index: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    # Learned state.
+    def _state(self) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def _load_state(self, state: dict[str, Tensor]) -> None:
+        raise NotImplementedError
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """Copies of the learned tensors (used for saving and for keeping a best epoch)."""
+        self._check_fitted("state_tensors")
+        return {k: v.detach().clone() for k, v in self._state().items()}
+
+    def load_state_tensors(self, state: dict[str, Tensor]) -> None:
+        """Put back tensors from :meth:`state_tensors`."""
+        self._load_state({k: v.to(self.device_) for k, v in state.items()})
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write ``scorer.json`` and ``scorer.safetensors`` into folder ``path``; returns it."""
+        self._check_fitted("save")
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"format": _FORMAT, "class": type(self).__name__, "params": self.get_params(),
+                "num_users": self.num_users_, "num_items": self.num_items_}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self._state().items()}
+        tmp = folder / "scorer.safetensors.tmp"
+        save_file(tensors, str(tmp))
+        os.replace(tmp, folder / "scorer.safetensors")
+        tmp = folder / "scorer.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(tmp, folder / "scorer.json")
+        log.debug("Saved %s to %s", type(self).__name__, folder)
+        return folder
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: Any = None) -> BaseScorer:
+        """Read a folder written by :meth:`save`.
+
+        Called on :class:`BaseScorer` it builds whichever baseline the folder holds; called on
+        a subclass it insists on that class.
+
+        Args:
+            path: the folder.
+            device: where to put the tensors (default: the saved ``device`` parameter, else
+                automatic).
+        """
+        folder = Path(path)
+        meta_path = folder / "scorer.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{meta_path}: no saved scorer here") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{meta_path}: expected JSON ({err})") from None
+        for key in ("format", "class", "params", "num_users", "num_items"):
+            if key not in meta:
+                raise ValueError(f"{meta_path}: expected key {key!r}")
+        if meta["format"] != _FORMAT:
+            raise ValueError(f"{meta_path}: format {meta['format']} is not {_FORMAT}")
+        target = BaseScorer._classes.get(meta["class"])
+        if target is None or not issubclass(target, cls):
+            raise ValueError(f"{meta_path}: holds a {meta['class']!r}, expected a {cls.__name__}")
+        scorer = target(**meta["params"])
+        scorer._start_fit(meta["num_users"], meta["num_items"],
+                          device if device is not None else meta["params"].get("device"))
+        state = load_file(str(folder / "scorer.safetensors"))
+        scorer._load_state({k: v.to(scorer.device_) for k, v in state.items()})
+        return scorer

@@ -1,0 +1,176 @@
+"""Test helpers shipped with the package: a checkerboard data set and the scorer contract.
+
+Every scorer's tests inherit :class:`ScorerContract` (after ``implicit``'s
+``RecommenderBaseTestMixin`` and LensKit's ``ScorerTests``)::
+
+    class TestMostPopular(ScorerContract):
+        personalised = False
+
+        def make_scorer(self, device):
+            return MostPopular(device=device)
+
+Needs ``pytest`` (a development dependency); import this module from tests only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+import torch
+
+from hybridrec.baselines.base import BaseScorer
+from hybridrec.data.dataset import Interactions
+from hybridrec.data.split import Split
+from hybridrec.evaluate import evaluate, recommend_topk
+from hybridrec.scoring import Scorer, UserItems
+
+
+def devices() -> list[str]:
+    """``["cpu"]``, plus ``"cuda"`` when available (as PyG's ``withDevice``)."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@dataclass(frozen=True)
+class Checkerboard:
+    """``n`` users and ``n`` items; user ``u`` likes every item of its parity.
+
+    Training holds all of them except item ``u`` itself, which is user ``u``'s test item, so
+    "the top item recommended should be the same as the user" (``implicit``'s check).
+    ``item_embeddings`` are text-like features: a parity direction plus a small item direction.
+    """
+
+    n: int
+    split: Split
+    item_embeddings: torch.Tensor  # [n, n + 2]
+    user_embeddings: torch.Tensor  # [n, n + 2]
+
+    @property
+    def num_users(self) -> int:
+        return self.n
+
+    @property
+    def num_items(self) -> int:
+        return self.n
+
+    @property
+    def train(self) -> Interactions:
+        return self.split.train
+
+
+def checkerboard(n: int = 20) -> Checkerboard:
+    """The :class:`Checkerboard` with ``n`` users and items (``n`` even, at least 4)."""
+    if n < 4 or n % 2:
+        raise ValueError(f"checkerboard: n must be even and >= 4, got {n}")
+    u, i = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    liked = (u % 2) == (i % 2)
+    train = liked & (u != i)
+    users, items = np.nonzero(train)
+    split = Split("checkerboard", Interactions(users, items), Interactions([], []),
+                  Interactions(np.arange(n), np.arange(n)))
+    parity = torch.zeros(n, n + 2)
+    parity[torch.arange(n), torch.arange(n) % 2] = 1.0
+    own = torch.zeros(n, n + 2)
+    own[torch.arange(n), torch.arange(n) + 2] = 0.3
+    return Checkerboard(n, split, parity + own, parity.clone())
+
+
+class ScorerContract:
+    """What every scorer promises; subclass it and define :meth:`make_scorer`.
+
+    Class attributes a subclass may change:
+
+    * ``personalised``: if ``False`` (popularity) the top item is only checked to be the most
+      popular one allowed, not the user's own item.
+    * ``deterministic``: refitting with the same seed gives the same scores.
+    """
+
+    personalised: ClassVar[bool] = True
+    deterministic: ClassVar[bool] = True
+    board_size: ClassVar[int] = 20
+
+    def make_scorer(self, device: str) -> Any:
+        """A fresh, unfitted scorer on ``device``."""
+        raise NotImplementedError
+
+    def fit(self, scorer: Any, board: Checkerboard) -> Scorer:
+        """Fit on the checkerboard (override for scorers that need more than interactions)."""
+        return scorer.fit(board.train, board.num_users, board.num_items)
+
+    def save(self, scorer: Any, path: Path) -> None:
+        scorer.save(path)
+
+    def load(self, path: Path, device: str) -> Scorer:
+        return BaseScorer.load(path, device=device)
+
+    @pytest.fixture(scope="class")
+    def board(self) -> Checkerboard:
+        return checkerboard(self.board_size)
+
+    @pytest.fixture(scope="class", params=devices())
+    def fitted(self, request: pytest.FixtureRequest, board: Checkerboard) -> tuple[Scorer, str]:
+        device = request.param
+        return self.fit(self.make_scorer(device), board), device
+
+    def test_checkerboard_top1(self, fitted, board):
+        scorer, _ = fitted
+        users = torch.arange(board.n)
+        seen = UserItems.from_interactions(board.train, board.n, board.n)
+        top_scores, top = recommend_topk(scorer, users, 1, exclude=seen)
+        if self.personalised:
+            assert top[:, 0].cpu().tolist() == list(range(board.n))
+        else:
+            allowed = ~seen.dense(users)
+            best = scorer.score(users).cpu().masked_fill(~allowed, -float("inf")).max(1).values
+            assert torch.equal(top_scores[:, 0].cpu(), best)
+
+    def test_evaluator_agrees(self, fitted, board):
+        scorer, device = fitted
+        result = evaluate(scorer, (board.n, board.n), board.split, ks=(1, 5), device=device)
+        assert result["users_evaluated"] == board.n
+        if self.personalised:
+            assert result["hit@1"] == 1.0
+            assert result["ndcg@5"] == 1.0
+
+    def test_score_shape_and_values(self, fitted, board):
+        scorer, _ = fitted
+        scores = scorer.score(torch.tensor([0, 3, 3]))
+        assert scores.shape == (3, board.n)
+        assert scores.dtype.is_floating_point
+        assert bool(torch.isfinite(scores).all())
+        assert torch.equal(scores[1], scores[2])
+
+    def test_unknown_user(self, fitted, board):
+        scorer, _ = fitted
+        for bad in (board.n, -1):
+            with pytest.raises(IndexError, match=f"unknown user_index {bad}"):
+                scorer.score(torch.tensor([0, bad]))
+
+    def test_empty_input(self, fitted, board):
+        scorer, _ = fitted
+        assert scorer.score(torch.zeros(0, dtype=torch.long)).shape == (0, board.n)
+
+    def test_training_items_never_in_topk(self, fitted, board):
+        scorer, _ = fitted
+        users = torch.arange(board.n)
+        seen = UserItems.from_interactions(board.train, board.n, board.n)
+        _, top = recommend_topk(scorer, users, board.n // 2, exclude=seen)
+        row, item = seen.pairs(users)
+        assert not bool((top.cpu()[row] == item[:, None]).any())
+
+    def test_save_load_equal_scores(self, fitted, board, tmp_path):
+        scorer, device = fitted
+        self.save(scorer, tmp_path / "scorer")
+        loaded = self.load(tmp_path / "scorer", device)
+        users = torch.arange(board.n)
+        torch.testing.assert_close(loaded.score(users).cpu(), scorer.score(users).cpu())
+
+    def test_refit_same_scores(self, fitted, board):
+        if not self.deterministic:
+            pytest.skip("not deterministic")
+        scorer, device = fitted
+        again = self.fit(self.make_scorer(device), board)
+        users = torch.arange(board.n)
+        torch.testing.assert_close(again.score(users).cpu(), scorer.score(users).cpu())
