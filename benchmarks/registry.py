@@ -119,8 +119,9 @@ class ModelContext:
 
     def valid_metric(self, scorer: Scorer) -> float:
         """Validation NDCG@20 with the one evaluator."""
-        return validation_metric(self.dataset, self.split, SELECTION_METRIC,
-                                 device=self.device)(scorer)
+        # A catalogue smaller than 20 items is selected on NDCG over the whole list.
+        metric = SELECTION_METRIC if self.dataset.num_items >= 20 else f"ndcg@{self.dataset.num_items}"
+        return validation_metric(self.dataset, self.split, metric, device=self.device)(scorer)
 
     def fit_train(self, scorer: BaseScorer, callback: Callback | None = None,
                   **kwargs: Any) -> BaseScorer:

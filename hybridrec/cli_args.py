@@ -258,14 +258,14 @@ def run_cli(
 ) -> NoReturn:
     """Run a CLI's ``main(argv)`` and exit with its code.
 
-    A :class:`DataError` prints as ``error: <message>`` on stderr (no traceback) and exits 2,
-    like an argparse usage error. Logging goes to stderr at ``log_level`` unless the program
+    A :class:`DataError` or other ``ValueError`` (bad data, bad option values) prints as
+    ``error: <message>`` on stderr (no traceback) and exits 2, like an argparse usage error. Logging goes to stderr at ``log_level`` unless the program
     configured it already.
     """
     logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s")
     try:
         code = main(argv)
-    except DataError as err:
+    except ValueError as err:  # DataError included
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

@@ -22,7 +22,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     else:
         chosen = torch.device(device)
         if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but CUDA is not available here")
+            raise ValueError(f"device {device!r} requested but CUDA is not available here")
     log.debug("Using device %s", chosen)
     return chosen
 

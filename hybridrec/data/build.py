@@ -146,6 +146,10 @@ def build_dataset(
         return np.asarray(rows, dtype=np.int64)
 
     # 3. Item <-> entity links.
+    if kg and (item_links is None or not len(item_links)):
+        log.warning("%s: the knowledge graph (%d triples) is linked to no item, so it cannot "
+                    "reach the items; give a link table or an item IRI column",
+                    name, len(kg))
     links = np.zeros((0, 2), np.int64)
     if item_links is not None and len(item_links):
         link_items = item_ids.indices(item_links["item_id"])

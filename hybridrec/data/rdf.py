@@ -353,9 +353,17 @@ def _parse(text: str, fmt: str, path: Path, json_data: Any) -> rdflib.Graph:
         line = line + 1 if isinstance(line, int) else None
         if line is None and fmt in ("nt", "nquads"):
             line = _syntax_line(text, fmt)
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = _parser_message(err)
         raise DataError(path, f"valid {fmt}: {message}", line=line) from err
     return graph
+
+
+def _parser_message(err: Exception) -> str:
+    """rdflib's reason, without its own "at line N of <>:" prefix and echo of the input."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if lines and lines[0].startswith("at line") and len(lines) > 1:
+        lines = lines[1:]
+    return lines[0].split(" at ^ in:")[0] if lines else type(err).__name__
 
 
 def _bound_prefixes(graph: rdflib.Graph) -> dict[str, str]:

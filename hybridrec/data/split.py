@@ -63,6 +63,8 @@ class Split:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        if len(self.test) == 0:
+            log.warning("%s split: the test part is empty", self.kind)
         for name in ("cold_items", "cold_users"):
             array = np.array(getattr(self, name), dtype=np.int64, copy=True)
             array.setflags(write=False)

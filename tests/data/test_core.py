@@ -85,3 +85,11 @@ def test_build_rejects_links_to_unknown_entities_and_duplicate_table_ids():
         build_dataset("t", inter, items=items, sources={"items": "items.csv"})
     with pytest.raises(DataError, match="empty table"):
         build_dataset("t", frame([], ["user_id", "item_id"]))
+
+
+def test_build_warns_when_the_kg_reaches_no_item(caplog):
+    inter = frame([("u1", "i1")], ["user_id", "item_id"])
+    with caplog.at_level(logging.WARNING):
+        data = build_dataset("t", inter, kg_triples=[("m.1", "r", "m.2")])
+    assert len(data.item_entity) == 0
+    assert "linked to no item" in caplog.text

@@ -91,6 +91,14 @@ def test_run_cli_turns_data_errors_into_exit_2(capsys):
     assert done.value.code == 0
 
 
+def test_run_cli_turns_bad_option_values_into_exit_2(capsys):
+    args = [*EXAMPLE_ARGS, "--split", "cold-users", "--cold-fraction", "0.99"]
+    with pytest.raises(SystemExit) as done:
+        run_cli(main, ["info", *args])
+    assert done.value.code == 2
+    assert capsys.readouterr().err.startswith("error: cold_users_split: fraction=0.99 leaves no warm users")
+
+
 def test_data_source_round_trips_through_options():
     args = parse([*EXAMPLE_ARGS, "--columns", "uid=user_id"])
     source, options = data_source_from_args(args)

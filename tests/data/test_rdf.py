@@ -171,7 +171,7 @@ def test_non_utf8_bytes_name_the_offset_and_line(tmp_path):
 
 @pytest.mark.parametrize("name, text, pattern", [
     ("bad.ttl", "@prefix ex: <http://e/> .\nex:a ex:b ex:c .\nex:a ex:b .\n",
-     r"bad\.ttl line 3: valid turtle"),
+     r"bad\.ttl line 3: valid turtle: Bad syntax \(objectList expected\)"),
     ("bad.nt", "<http://e/a> <http://e/b> <http://e/c> .\n\n<http://e/a> <http://e/b> .\n",
      r"bad\.nt line 3: valid nt: Invalid line"),
     ("bad.nq", "<http://e/a> <http://e/b> <http://e/c> <http://g> .\n<http://e/a> oops .\n",
