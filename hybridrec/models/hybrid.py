@@ -1,0 +1,372 @@
+"""HybridModel: GNN branch (text + KG + interactions) and MF branch mixed by a learned gate."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Parameter
+from torch_geometric.data import HeteroData
+from torch_geometric.typing import EdgeType, Metadata, NodeType
+from torch_geometric.utils import degree
+
+from hybridrec.config import ModelConfig
+from hybridrec.models.gate import ScoreGate
+from hybridrec.models.gnn import ConvKind, HeteroGNN
+from hybridrec.models.mf import MatrixFactorization
+
+INTERACTS: EdgeType = ("user", "interacts", "item")
+REV_INTERACTS: EdgeType = ("item", "rev_interacts", "user")
+GateKind = Literal["learned", "fixed"]
+
+
+@dataclass
+class HybridEmbeddings:
+    """Everything scoring needs, computed once per graph by :meth:`HybridModel.embed`.
+
+    ``*_gnn`` / ``*_mf``: ``[U, H]`` and ``[I, H]`` branch embeddings (``None`` when the branch
+    is off); ``item_bias``: ``[I]``; ``user_gate`` / ``item_gate``: gate logits ``[U]`` / ``[I]``
+    (``None`` for a fixed mix); ``user_degree`` / ``item_degree``: training-graph degrees;
+    ``user_text`` / ``item_text``: the GNN branch's raw text channel ``[U, D]`` / ``[I, D]`` and
+    ``text_scale`` its weight ``[1]`` (``None`` without it).
+    """
+
+    user_gnn: Tensor
+    item_gnn: Tensor
+    user_mf: Tensor | None
+    item_mf: Tensor | None
+    item_bias: Tensor | None
+    user_gate: Tensor | None
+    item_gate: Tensor | None
+    user_degree: Tensor
+    item_degree: Tensor
+    user_text: Tensor | None = None
+    item_text: Tensor | None = None
+    text_scale: Tensor | None = None
+
+    def to_dict(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_dict(cls, tensors: dict[str, Tensor]) -> HybridEmbeddings:
+        return cls(**{f.name: tensors.get(f.name) for f in fields(cls)})
+
+
+@dataclass
+class ScoreParts:
+    """The mixed score and its parts, all of one shape."""
+
+    score: Tensor
+    gnn: Tensor
+    mf: Tensor | None
+    gate: Tensor | None
+
+
+class HybridModel(torch.nn.Module):
+    r"""The hybrid recommender: a heterogeneous GNN over text features and the KG, an MF branch
+    over IDs, and a gate that mixes their scores.
+
+    .. math::
+        s(u, i) &= g(u, i)\, s_{\text{gnn}}(u, i) + \big(1 - g(u, i)\big)\, s_{\text{mf}}(u, i)
+        \\
+        s_{\text{gnn}}(u, i) &= \mathbf{z}_u^\top \mathbf{z}_i
+            + e^{\gamma}\, \bar{\mathbf{t}}_u^\top \hat{\mathbf{t}}_i, \qquad
+        s_{\text{mf}}(u, i) = \mathbf{p}_u^\top \mathbf{q}_i + b_i
+
+    with :math:`\mathbf{z}` from :class:`~hybridrec.models.HeteroGNN`,
+    :math:`\mathbf{p}, \mathbf{q}, b` from :class:`~hybridrec.models.MatrixFactorization`,
+    :math:`g` from :class:`~hybridrec.models.ScoreGate`, and the optional parameter-free text
+    channel: :math:`\hat{\mathbf{t}}_i` the unit text vector of item :math:`i` and
+    :math:`\bar{\mathbf{t}}_u` the normalised mean over the user's training items (the
+    text-only baseline's score), weighted by a learned :math:`e^{\gamma}`.
+
+    Cold start is read off the graph: an item (user) with no ``interacts`` edge in the
+    ``edge_index_dict`` given to :meth:`embed` has its MF embedding and bias zeroed and its
+    degree signal at zero. Training with the edges of random items removed (see
+    :func:`hybridrec.sampling.drop_interactions`) is therefore the same situation the model
+    meets for truly cold items, and teaches the gate to lean on the GNN there.
+
+    Args:
+        metadata: node and edge types of the graph; it must hold ``("user", "interacts",
+            "item")``.
+        num_nodes_dict: nodes per node type.
+        in_channels_dict: text-feature width per node type (``0`` = none).
+        id_mask_dict: which nodes get a GNN ID embedding (see :class:`HeteroGNN`)
+            (default: every user).
+        text_mask_dict: which rows of ``x`` hold text (default: all).
+        hidden_channels: embedding width of both branches (default: :obj:`64`).
+        num_layers: GNN layers (default: :obj:`2`).
+        conv: the GNN operator (default: :obj:`"rgcn"`).
+        dropout: GNN dropout (default: :obj:`0.0`).
+        use_mf: build the MF branch; without it :math:`s = s_{\text{gnn}}` (default: :obj:`True`).
+        mf_layers: LightGCN propagation steps on the MF branch (default: :obj:`0`).
+        mf_bias: item bias in the MF branch (default: :obj:`True`).
+        gate: ``"learned"`` or ``"fixed"`` (:math:`g = 1/2`) (default: :obj:`"learned"`).
+        gate_hidden: width of the gate's MLPs (default: :obj:`16`).
+        text_channel: add the text channel (needs item features) (default: :obj:`True`).
+        content_items: leave ``("user", "interacts", "item")`` out of the GNN, so its item
+            embeddings come from text and KG alone (users still read their items)
+            (default: :obj:`False`).
+
+    Shapes:
+        - **input:** ``x_dict``, ``edge_index_dict`` of the graph; ``edge_label_index``
+          :math:`(2, B)` of (user, item) pairs
+        - **output:** scores :math:`(B,)`
+    """
+
+    def __init__(
+        self,
+        metadata: Metadata,
+        num_nodes_dict: dict[NodeType, int],
+        in_channels_dict: dict[NodeType, int],
+        id_mask_dict: dict[NodeType, Tensor | bool] | None = None,
+        text_mask_dict: dict[NodeType, Tensor] | None = None,
+        hidden_channels: int = 64,
+        num_layers: int = 2,
+        conv: ConvKind = "rgcn",
+        dropout: float = 0.0,
+        use_mf: bool = True,
+        mf_layers: int = 0,
+        mf_bias: bool = True,
+        gate: GateKind = "learned",
+        gate_hidden: int = 16,
+        text_channel: bool = True,
+        content_items: bool = False,
+    ) -> None:
+        super().__init__()
+        if gate not in get_args(GateKind):
+            raise ValueError(f"HybridModel: gate must be one of {get_args(GateKind)}, got {gate!r}")
+        if INTERACTS not in [tuple(e) for e in metadata[1]]:
+            raise ValueError(f"HybridModel: the graph has no {INTERACTS} edge type")
+        self.num_users = num_nodes_dict["user"]
+        self.num_items = num_nodes_dict["item"]
+        self.hidden_channels = hidden_channels
+        self.use_mf = use_mf
+        self.gate_kind = gate
+        self.content_items = content_items
+        if content_items:  # Items read text and KG only; users still read their items.
+            metadata = (list(metadata[0]), [e for e in metadata[1] if tuple(e) != INTERACTS])
+        self.gnn = HeteroGNN(metadata, num_nodes_dict, in_channels_dict,
+                             {"user": True} if id_mask_dict is None else id_mask_dict,
+                             text_mask_dict, hidden_channels, num_layers, conv, dropout)
+        self.mf = (MatrixFactorization(self.num_users, self.num_items, hidden_channels,
+                                       mf_layers, mf_bias) if use_mf else None)
+        self.gate = (ScoreGate(3, gate_hidden) if use_mf and gate == "learned" else None)
+        self.text_channel = text_channel and bool(in_channels_dict.get("item"))
+        self.text_log_scale = Parameter(torch.zeros(1)) if self.text_channel else None
+        self.reset_parameters()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, data: HeteroData) -> HybridModel:
+        """Build for a prepared graph (:func:`~hybridrec.models.prepare.prepare_graph`).
+
+        Users always get GNN ID embeddings; entities get them where ``has_text`` is false; a
+        node type without ``x`` gets them for every node.
+        """
+        in_channels = {t: int(data[t].x.size(1)) for t in data.node_types if "x" in data[t]}
+        id_mask: dict[str, Tensor | bool] = {"user": True}
+        text_mask: dict[str, Tensor] = {}
+        if "entity" in data.node_types and "has_text" in data["entity"]:
+            id_mask["entity"] = ~data["entity"].has_text
+            text_mask["entity"] = data["entity"].has_text
+        return cls(data.metadata(), {t: int(data[t].num_nodes) for t in data.node_types},
+                   in_channels, id_mask, text_mask, text_channel=config.text_channel,
+                   content_items=config.content_items,
+                   hidden_channels=config.hidden_channels,
+                   num_layers=config.num_layers, conv=config.conv, dropout=config.dropout,
+                   use_mf=config.use_mf, mf_layers=config.mf_layers, mf_bias=config.mf_bias,
+                   gate="learned" if config.use_gate else "fixed",
+                   gate_hidden=config.gate_hidden)
+
+    def reset_parameters(self) -> None:
+        self.gnn.reset_parameters()
+        if self.mf is not None:
+            self.mf.reset_parameters()
+        if self.gate is not None:
+            self.gate.reset_parameters()
+        if self.text_log_scale is not None:
+            torch.nn.init.zeros_(self.text_log_scale)
+
+    def embed(
+        self,
+        x_dict: dict[NodeType, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        interactions: Tensor | None = None,
+    ) -> HybridEmbeddings:
+        """Run both branches over the whole graph once.
+
+        Args:
+            x_dict / edge_index_dict: the graph the GNN branch reads.
+            interactions: the ``(user, item)`` edges that define degrees, cold nodes and the
+                MF branch's propagation, when they differ from ``edge_index_dict``'s (training
+                leaves a batch's label edges out of the GNN's graph only) (default: ``None``).
+        """
+        ui = edge_index_dict[INTERACTS] if interactions is None else interactions
+        user_degree = degree(ui[0], self.num_users)
+        item_degree = degree(ui[1], self.num_items)
+        user_cold, item_cold = user_degree == 0, item_degree == 0
+        z = self.gnn(x_dict, edge_index_dict, {"user": user_cold, "item": item_cold})
+        user_gnn, item_gnn = z["user"], z["item"]
+        user_mf = item_mf = bias = user_gate = item_gate = None
+        if self.mf is not None:
+            user_mf, item_mf, bias = self.mf(ui, item_cold, user_cold)
+        if self.gate is not None:
+            user_gate, item_gate = self.gate(
+                ScoreGate.signals(user_degree, user_gnn, user_mf),
+                ScoreGate.signals(item_degree, item_gnn, item_mf))
+        user_text = item_text = scale = None
+        if self.text_channel:
+            user_text, item_text = self.text_profiles(x_dict["item"], ui)
+            scale = self.text_log_scale.exp()
+        return HybridEmbeddings(user_gnn, item_gnn, user_mf, item_mf, bias, user_gate,
+                                item_gate, user_degree, item_degree, user_text, item_text, scale)
+
+    @torch.no_grad()
+    def text_profiles(self, item_x: Tensor, interactions: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The parameter-free text channel: unit item text vectors :math:`\hat{\mathbf{t}}_i`
+        and user profiles, the normalised mean over the user's training items (as the
+        text-only baseline), ``[U, D]`` and ``[I, D]``."""
+        item_text = F.normalize(item_x.float(), dim=-1)
+        profile = item_text.new_zeros(self.num_users, item_text.size(1))
+        profile.index_add_(0, interactions[0], item_text.index_select(0, interactions[1]))
+        return F.normalize(profile, dim=-1), item_text
+
+    def embedding_penalty(self, user_index: Tensor, item_index: Tensor) -> Tensor:
+        r"""The L2 penalty of the ID embeddings a batch uses, as BPR and LightGCN regularise:
+        :math:`\frac{1}{2B} \sum (\|\mathbf{p}_u\|^2 + \|\mathbf{q}_i\|^2 + \|\mathbf{e}_u\|^2)`
+        over the batch's users and items (with repeats), :math:`B` = ``len(user_index)``."""
+        tables: list[tuple[Tensor, Tensor]] = []
+        if self.mf is not None:
+            tables += [(self.mf.user_emb.weight, user_index), (self.mf.item_emb.weight, item_index)]
+        for node_type, index in (("user", user_index), ("item", item_index)):
+            if node_type in self.gnn.emb:
+                tables.append((self.gnn.emb[node_type].weight, index))
+        total = sum(w.index_select(0, i.reshape(-1)).float().pow(2).sum() for w, i in tables)
+        return total / (2 * max(1, user_index.numel()))
+
+    def score(self, emb: HybridEmbeddings, user_index: Tensor,
+              item_index: Tensor | None = None) -> ScoreParts:
+        """Scores of users against items.
+
+        ``item_index`` of shape ``[B]`` scores pairs (output ``[B]``), ``[B, K]`` scores each
+        user against its own items (``[B, K]``), ``[1, K]`` scores every user against the same
+        items (``[B, K]``), and ``None`` scores every item (``[B, num_items]``).
+        """
+        return _score(emb, user_index, item_index, self.use_mf, self.gate_kind)
+
+    def forward(
+        self,
+        x_dict: dict[NodeType, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        edge_label_index: Tensor,
+    ) -> Tensor:
+        emb = self.embed(x_dict, edge_index_dict)
+        return self.score(emb, edge_label_index[0], edge_label_index[1]).score
+
+    @torch.no_grad()
+    def scorer(self, x_dict: dict[NodeType, Tensor],
+               edge_index_dict: dict[EdgeType, Tensor]) -> HybridScorer:
+        """A frozen :class:`HybridScorer` over the embeddings of this graph (eval mode)."""
+        was_training = self.training
+        self.eval()
+        emb = self.embed(x_dict, edge_index_dict)
+        self.train(was_training)
+        return HybridScorer(emb, self.use_mf, self.gate_kind)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.num_users} users, {self.num_items} items, "
+                f"gnn={self.gnn}, mf={self.mf}, gate={self.gate_kind if self.use_mf else None})")
+
+
+def _gather(t: Tensor, index: Tensor) -> Tensor:
+    return t.index_select(0, index.reshape(-1)).reshape(*index.shape, *t.shape[1:])
+
+
+def _score(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None,
+           use_mf: bool, gate_kind: str) -> ScoreParts:
+    def dot(users: Tensor, items: Tensor, idx: Tensor | None) -> Tensor:
+        u = users.index_select(0, user_index)  # [B, H]
+        if idx is None:
+            return u @ items.t()  # [B, I]
+        i = _gather(items, idx)
+        if idx.dim() == 1:
+            return (u * i).sum(-1)  # [B]
+        if idx.size(0) == 1:
+            return u @ i[0].t()  # [B, K], the same K items for every user
+        return torch.einsum("bh,bkh->bk", u, i)  # [B, K]
+
+    def per_item(values: Tensor) -> Tensor:
+        if item_index is None:
+            return values.unsqueeze(0)  # [1, I]
+        return _gather(values, item_index)
+
+    def per_user(values: Tensor) -> Tensor:
+        v = values.index_select(0, user_index)
+        return v if item_index is not None and item_index.dim() == 1 else v.unsqueeze(-1)
+
+    s_gnn = dot(emb.user_gnn, emb.item_gnn, item_index)
+    if emb.user_text is not None:
+        with torch.no_grad():  # constant features: only the scale learns
+            s_text = dot(emb.user_text, emb.item_text, item_index)
+        s_gnn = s_gnn + emb.text_scale * s_text.to(s_gnn.dtype)
+    if not use_mf:
+        return ScoreParts(s_gnn, s_gnn, None, None)
+    s_mf = dot(emb.user_mf, emb.item_mf, item_index) + per_item(emb.item_bias)
+    if gate_kind == "fixed":
+        gate = torch.full_like(s_gnn, 0.5)
+    else:
+        gate = torch.sigmoid(per_user(emb.user_gate) + per_item(emb.item_gate))
+        gate = gate.expand_as(s_gnn)
+    return ScoreParts(ScoreGate.mix(s_gnn, s_mf, gate), s_gnn, s_mf, gate)
+
+
+class HybridScorer:
+    """Frozen embeddings of a fitted :class:`HybridModel`, with the evaluator's face.
+
+    Args:
+        emb: the embeddings from :meth:`HybridModel.embed`.
+        use_mf / gate_kind: as the model was built.
+    """
+
+    def __init__(self, emb: HybridEmbeddings, use_mf: bool, gate_kind: str) -> None:
+        self.emb = emb
+        self.use_mf = use_mf
+        self.gate_kind = gate_kind
+
+    @property
+    def num_users(self) -> int:
+        return self.emb.user_gnn.size(0)
+
+    @property
+    def num_items(self) -> int:
+        return self.emb.item_gnn.size(0)
+
+    @property
+    def device(self) -> torch.device:
+        return self.emb.user_gnn.device
+
+    @torch.no_grad()
+    def score(self, user_index: Tensor) -> Tensor:
+        """Scores of every item for each user: ``[B, num_items]`` float32 (on the CPU)."""
+        user_index = torch.as_tensor(user_index, dtype=torch.long, device=self.device)
+        return _score(self.emb, user_index, None, self.use_mf, self.gate_kind).score.float().cpu()
+
+    @torch.no_grad()
+    def parts(self, user_index: Tensor) -> ScoreParts:
+        """The mixed score, both branch scores and the gate, ``[B, num_items]`` each."""
+        user_index = torch.as_tensor(user_index, dtype=torch.long, device=self.device)
+        return _score(self.emb, user_index, None, self.use_mf, self.gate_kind)
+
+    @torch.no_grad()
+    def mean_gate(self, batch_size: int = 1024) -> Tensor | None:
+        """The gate averaged over users, per item: ``[num_items]`` (``None`` without a gate)."""
+        if not self.use_mf:
+            return None
+        total = torch.zeros(self.num_items, device=self.device)
+        for start in range(0, self.num_users, batch_size):
+            users = torch.arange(start, min(start + batch_size, self.num_users), device=self.device)
+            total += self.parts(users).gate.float().sum(0)
+        return total / self.num_users

@@ -1,0 +1,55 @@
+"""Ranking losses for implicit feedback."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
+    r"""Bayesian personalised ranking (`Rendle et al. <https://arxiv.org/abs/1205.2618>`_).
+
+    .. math::
+        \mathcal{L} = -\frac{1}{B} \sum_{b} \log \sigma\big(s_{b}^{+} - s_{b}^{-}\big)
+
+    Shapes:
+        - **input:** positive scores :math:`(B,)`, negative scores :math:`(B,)` or
+          :math:`(B, K)` (averaged over :math:`K`)
+        - **output:** scalar
+    """
+    if neg.dim() == pos.dim() + 1:
+        pos = pos.unsqueeze(-1)
+    return -F.logsigmoid(pos - neg).mean()
+
+
+def sampled_softmax_loss(pos: Tensor, neg: Tensor, temperature: float = 1.0,
+                         neg_mask: Tensor | None = None) -> Tensor:
+    r"""Sampled softmax: cross-entropy of the positive against :math:`K` uniform negatives
+    (`Jean et al. <https://arxiv.org/abs/1412.2007>`_; with uniform sampling the logQ
+    correction is a constant and drops out).
+
+    .. math::
+        \mathcal{L} = -\frac{1}{B} \sum_b \log
+        \frac{\exp(s_b^{+}/\tau)}{\exp(s_b^{+}/\tau) + \sum_k \exp(s_{bk}^{-}/\tau)}
+
+    Args:
+        pos: positive scores.
+        neg: negative scores.
+        temperature: :math:`\tau` (default: :obj:`1.0`).
+        neg_mask: ``True`` where a negative must be ignored (it is the row's positive).
+
+    Shapes:
+        - **input:** :math:`(B,)`, :math:`(B, K)`, mask :math:`(B, K)`
+        - **output:** scalar
+    """
+    logits = torch.cat([pos.unsqueeze(-1), neg], dim=-1) / temperature  # [B, 1 + K]
+    if neg_mask is not None:
+        mask = torch.cat([torch.zeros_like(neg_mask[:, :1]), neg_mask], dim=-1)
+        logits = logits.masked_fill(mask, float("-inf"))
+    return -torch.log_softmax(logits.float(), dim=-1)[:, 0].mean()
+
+
+def l2_penalty(*tensors: Tensor) -> Tensor:
+    r""":math:`\frac{1}{2} \sum \|\cdot\|^2` of the given tensors, divided by the rows of the first."""
+    total = sum((t.float().pow(2).sum() for t in tensors), tensors[0].new_zeros((), dtype=torch.float))
+    return total / (2 * max(1, tensors[0].size(0)))

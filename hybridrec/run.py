@@ -1,0 +1,313 @@
+"""The run artifact: one folder per trained model, JSON + safetensors only, written atomically.
+
+A run folder holds:
+
+* ``config.json``: the :class:`~hybridrec.config.RunConfig` (loadable with ``--config``);
+* ``model.safetensors``: the model's ``state_dict``;
+* ``features.safetensors``: the text embeddings the model was trained on (``x.<node type>``,
+  ``entity.has_text``);
+* ``graph.safetensors``: the prepared training graph (``edge_index.<src>__<rel>__<dst>``,
+  ``entity.n_id``);
+* ``embeddings.safetensors``: the fitted model's output embeddings and gate logits
+  (:class:`~hybridrec.models.HybridEmbeddings`), to score without running the GNN;
+* ``split.safetensors``: the train / valid / test pairs (and cold items / users) it was
+  evaluated on;
+* ``ids.json``: raw ids of users, items, entities (by original index) and relations;
+* ``metrics.json``: ``{"test": {...}, "valid": {...}, ...}`` from
+  :func:`hybridrec.evaluate.evaluate` (lower-case ``recall@20``; popularity and cold
+  breakdowns inside), plus ``"gate"`` (mean gate per popularity bucket and for cold items);
+* ``run.json``: format, history, timings, library versions;
+* ``train.log``: the training log.
+
+Everything is written into ``<folder>.tmp-<pid>`` and then moved into place with
+``os.replace``; nothing is pickled, and :func:`load_run` reads it all back with safetensors and
+json.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from hybridrec.config import RunConfig
+from hybridrec.data.dataset import Interactions
+from hybridrec.data.errors import DataError
+from hybridrec.data.idmap import IdMap
+from hybridrec.data.split import Split
+from hybridrec.models.hybrid import HybridEmbeddings, HybridModel, HybridScorer
+
+log = logging.getLogger(__name__)
+
+FORMAT = "hybridrec-run/1"
+FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
+         "embeddings.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
+         "train.log")
+
+
+@dataclass
+class Run:
+    """A loaded run: everything needed to score, re-evaluate or keep training.
+
+    Attributes:
+        folder: where it was read from.
+        config: the run's configuration.
+        model: the fitted model (eval mode, on the CPU).
+        graph: the prepared training graph with its features.
+        scorer: the model's :class:`~hybridrec.models.HybridScorer` over ``graph``.
+        split: the split it was evaluated on.
+        ids: ``users`` / ``items`` / ``entities`` / ``relations`` id maps.
+        metrics: the content of ``metrics.json``.
+        info: the content of ``run.json``.
+    """
+
+    folder: Path
+    config: RunConfig
+    model: HybridModel
+    graph: HeteroData
+    scorer: HybridScorer
+    split: Split
+    ids: dict[str, IdMap]
+    metrics: dict[str, Any]
+    info: dict[str, Any]
+
+
+def json_ready(value: Any) -> Any:
+    """Replace NaN / inf by ``None`` and tuples by lists, recursively (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (np.integer, np.floating)):
+        return json_ready(value.item())
+    return value
+
+
+def _edge_key(edge_type: tuple[str, str, str]) -> str:
+    return "edge_index." + "__".join(edge_type)
+
+
+def graph_tensors(data: HeteroData) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """``(features, graph)`` tensor dicts of a prepared graph, as the run files store them."""
+    features, graph = {}, {}
+    for t in data.node_types:
+        graph[f"num_nodes.{t}"] = torch.tensor([int(data[t].num_nodes)])
+        if "x" in data[t]:
+            features[f"x.{t}"] = data[t].x.detach().float().cpu().contiguous()
+    if "entity" in data.node_types:
+        if "has_text" in data["entity"]:
+            features["entity.has_text"] = data["entity"].has_text.cpu().contiguous()
+        if "n_id" in data["entity"]:
+            graph["entity.n_id"] = data["entity"].n_id.cpu().contiguous()
+    for e in data.edge_types:
+        graph[_edge_key(e)] = data[e].edge_index.cpu().contiguous()
+    return features, graph
+
+
+def graph_metadata(data: HeteroData) -> dict[str, str]:
+    """The node and edge type order (which the model's relation weights follow), as
+    safetensors metadata."""
+    return {"node_types": json.dumps(list(data.node_types)),
+            "edge_types": json.dumps([list(e) for e in data.edge_types])}
+
+
+def graph_from_tensors(features: dict[str, Tensor], graph: dict[str, Tensor],
+                       metadata: dict[str, str]) -> HeteroData:
+    """The inverse of :func:`graph_tensors`, with types in the order of ``metadata``."""
+    data = HeteroData()
+    for t in json.loads(metadata["node_types"]):
+        data[t].num_nodes = int(graph[f"num_nodes.{t}"][0])
+        if f"x.{t}" in features:
+            data[t].x = features[f"x.{t}"]
+    if "entity.has_text" in features:
+        data["entity"].has_text = features["entity.has_text"]
+    if "entity.n_id" in graph:
+        data["entity"].n_id = graph["entity.n_id"]
+    for e in json.loads(metadata["edge_types"]):
+        data[tuple(e)].edge_index = graph[_edge_key(tuple(e))]
+    return data
+
+
+def _split_tensors(split: Split) -> dict[str, Tensor]:
+    out = {}
+    for part in ("train", "valid", "test"):
+        inter: Interactions = getattr(split, part)
+        out[f"{part}.user_index"] = torch.from_numpy(np.array(inter.user_index))
+        out[f"{part}.item_index"] = torch.from_numpy(np.array(inter.item_index))
+        if inter.rating is not None:
+            out[f"{part}.rating"] = torch.from_numpy(np.array(inter.rating))
+        if inter.timestamp is not None:
+            out[f"{part}.timestamp"] = torch.from_numpy(np.array(inter.timestamp))
+    out["cold_items"] = torch.from_numpy(np.array(split.cold_items))
+    out["cold_users"] = torch.from_numpy(np.array(split.cold_users))
+    return out
+
+
+def _split_from_tensors(tensors: dict[str, Tensor], kind: str, seed: int | None) -> Split:
+    parts = []
+    for part in ("train", "valid", "test"):
+        get = lambda name: (tensors[f"{part}.{name}"].numpy()  # noqa: E731
+                            if f"{part}.{name}" in tensors else None)
+        parts.append(Interactions(get("user_index"), get("item_index"), get("rating"),
+                                  get("timestamp")))
+    return Split(kind, *parts, cold_items=tensors["cold_items"].numpy(),
+                 cold_users=tensors["cold_users"].numpy(), seed=seed)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(json_ready(value), indent=1, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+
+
+def save_run(
+    folder: str | os.PathLike[str],
+    *,
+    config: RunConfig,
+    model: HybridModel,
+    graph: HeteroData,
+    split: Split,
+    ids: dict[str, IdMap],
+    metrics: dict[str, Any],
+    info: dict[str, Any] | None = None,
+    log_text: str = "",
+) -> Path:
+    """Write a run folder (see the module docstring), atomically.
+
+    The files go to ``<folder>.tmp-<pid>``, which then replaces ``folder``. An existing
+    ``folder`` is moved aside first and deleted after the move, so a kill leaves either the
+    old run, or the new one, or (in a window of two renames) the old one under
+    ``<folder>.old-<pid>``.
+
+    Args:
+        folder: the run folder.
+        config: the run's configuration.
+        model: the fitted model.
+        graph: the prepared training graph the model was fitted on (with features).
+        split: the split it was evaluated on.
+        ids: ``users`` / ``items`` / ``entities`` / ``relations`` id maps of the data set.
+        metrics: evaluation results (``{"test": ..., "valid": ...}``).
+        info: more JSON for ``run.json`` (history, timings ...).
+        log_text: the training log.
+    """
+    folder = Path(folder)
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    meta = {"format": FORMAT}
+
+    config.save(tmp / "config.json")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / "model.safetensors"), metadata=meta)
+    features, edges = graph_tensors(graph)
+    save_file(features, str(tmp / "features.safetensors"), metadata=meta)
+    save_file(edges, str(tmp / "graph.safetensors"), metadata={**meta, **graph_metadata(graph)})
+    x_dict = {t: graph[t].x for t in graph.node_types if "x" in graph[t]}
+    device = next(model.parameters()).device
+    scorer = model.scorer({t: x.to(device) for t, x in x_dict.items()},
+                          {e: v.to(device) for e, v in graph.edge_index_dict.items()})
+    emb = {k: v.detach().float().cpu().contiguous() for k, v in scorer.emb.to_dict().items()}
+    save_file(emb, str(tmp / "embeddings.safetensors"),
+              metadata={**meta, "use_mf": str(scorer.use_mf), "gate": scorer.gate_kind})
+    save_file(_split_tensors(split), str(tmp / "split.safetensors"),
+              metadata={**meta, "kind": split.kind,
+                        "seed": "" if split.seed is None else str(split.seed)})
+    _write_json(tmp / "ids.json", {name: m.to_list() for name, m in ids.items()})
+    _write_json(tmp / "metrics.json", metrics)
+    _write_json(tmp / "run.json", {"format": FORMAT, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                   "torch": torch.__version__, **(info or {})})
+    (tmp / "train.log").write_text(log_text, encoding="utf-8")
+
+    if folder.exists():
+        old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
+        os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, folder)
+    log.info("Saved run to %s", folder)
+    return folder
+
+
+def _read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise DataError(path, "a file of the run folder; it does not exist (an unfinished or "
+                              "foreign folder?)")
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != FORMAT:
+            raise DataError(path, f"format {FORMAT!r}, got {metadata.get('format')!r}",
+                            field="format")
+        return {k: f.get_tensor(k) for k in f.keys()}, metadata
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(path, "a file of the run folder; it does not exist") from None
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"valid JSON ({err.msg})", line=err.lineno) from None
+
+
+def load_run(folder: str | os.PathLike[str], device: str | torch.device | None = "cpu") -> Run:
+    """Read a run folder written by :func:`save_run` (no pickle).
+
+    Args:
+        folder: the run folder.
+        device: where to put the model and scorer (default: ``"cpu"``).
+
+    Raises:
+        DataError: a missing, unreadable or foreign file.
+    """
+    folder = Path(folder)
+    info = _read_json(folder / "run.json")
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise DataError(folder / "run.json", f"format {FORMAT!r}", field="format")
+    try:
+        config = RunConfig.load(folder / "config.json")
+    except ValueError as err:
+        raise DataError(folder / "config.json", str(err)) from None
+    features, _ = _read_tensors(folder / "features.safetensors")
+    edges, graph_meta = _read_tensors(folder / "graph.safetensors")
+    graph = graph_from_tensors(features, edges, graph_meta)
+    state, _ = _read_tensors(folder / "model.safetensors")
+    model = HybridModel.from_config(config.model, graph)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise DataError(folder / "model.safetensors", f"weights that fit config.json ({err})") \
+            from None
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    model.to(device).eval()
+    split_tensors, split_meta = _read_tensors(folder / "split.safetensors")
+    seed = split_meta.get("seed") or None
+    split = _split_from_tensors(split_tensors, split_meta.get("kind", "unknown"),
+                                int(seed) if seed is not None else None)
+    x_dict = {t: graph[t].x.to(device) for t in graph.node_types if "x" in graph[t]}
+    scorer = model.scorer(x_dict, {e: v.to(device) for e, v in graph.edge_index_dict.items()})
+    ids = {name: IdMap(values) for name, values in _read_json(folder / "ids.json").items()}
+    metrics = _read_json(folder / "metrics.json")
+    return Run(folder, config, model, graph, scorer, split, ids, metrics, info)
+
+
+def load_embeddings(folder: str | os.PathLike[str]) -> HybridScorer:
+    """A scorer from ``embeddings.safetensors`` alone (no GNN run; for serving)."""
+    folder = Path(folder)
+    tensors, meta = _read_tensors(folder / "embeddings.safetensors")
+    return HybridScorer(HybridEmbeddings.from_dict(tensors), meta.get("use_mf") == "True",
+                        meta.get("gate", "learned"))

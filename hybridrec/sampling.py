@@ -1,0 +1,78 @@
+"""Negative sampling and simulated cold start; every sampler takes a ``torch.Generator``."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+from torch_geometric.typing import EdgeType
+
+from hybridrec.models.hybrid import INTERACTS, REV_INTERACTS
+
+
+def edge_batches(num_edges: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Shuffled positions ``0..num_edges-1`` in chunks of ``batch_size`` (the last may be short)."""
+    if batch_size < 1:
+        raise ValueError(f"edge_batches: batch_size must be >= 1, got {batch_size}")
+    perm = torch.randperm(num_edges, generator=generator)
+    yield from perm.split(batch_size)
+
+
+def uniform_items(num_items: int, size: tuple[int, ...], generator: torch.Generator,
+                  candidates: Tensor | None = None) -> Tensor:
+    """Item indices drawn uniformly with replacement, ``int64`` of shape ``size``, from
+    ``0..num_items-1`` or from the ``candidates`` indices."""
+    if candidates is None:
+        return torch.randint(num_items, size, generator=generator)
+    return candidates[torch.randint(len(candidates), size, generator=generator)]
+
+
+def cold_item_mask(item_degree: Tensor, fraction: float, generator: torch.Generator) -> Tensor:
+    """Pick ``round(fraction * warm items)`` warm items to treat as cold for one step.
+
+    DropoutNet (`Volkovs et al. <https://papers.nips.cc/paper/7081-dropoutnet>`_) drops the
+    preference input of random items during training so that the model learns to score them
+    from content alone; here the picked items lose their ID embedding and interaction edges.
+
+    Args:
+        item_degree: training interactions per item ``[num_items]``; items at 0 are cold
+            already and never picked.
+        fraction: share of warm items to mask, in ``[0, 1]``.
+        generator: the random source.
+
+    Returns:
+        ``bool [num_items]``, ``True`` for the picked items.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"cold_item_mask: fraction must lie in [0, 1], got {fraction}")
+    warm = torch.nonzero(item_degree.cpu() > 0).flatten()
+    count = int(round(fraction * len(warm)))
+    mask = torch.zeros(len(item_degree), dtype=torch.bool)
+    if count:
+        mask[warm[torch.randperm(len(warm), generator=generator)[:count]]] = True
+    return mask.to(item_degree.device)
+
+
+def drop_interactions(edge_index_dict: dict[EdgeType, Tensor], item_mask: Tensor,
+                      pairs: Tensor | None = None) -> dict[EdgeType, Tensor]:
+    """The same edges without the interactions of masked items (both directions), and
+    without the given ``(user, item)`` ``pairs`` ``[2, B]`` (a batch's label edges, so that
+    the model cannot score a pair by seeing its own edge).
+
+    Other edge types (the KG) are untouched: a cold item still has its text and KG edges.
+    """
+    out = dict(edge_index_dict)
+    num_items = item_mask.numel()
+    drop_pairs = pairs is not None and pairs.numel() > 0
+    if not bool(item_mask.any()) and not drop_pairs:
+        return out
+    label_keys = pairs[0] * num_items + pairs[1] if drop_pairs else None
+    for edge_type, user_row in ((INTERACTS, 0), (REV_INTERACTS, 1)):
+        if edge_type in out:
+            edge_index = out[edge_type]
+            users, items = edge_index[user_row], edge_index[1 - user_row]
+            keep = ~item_mask[items]
+            if label_keys is not None:
+                keep &= ~torch.isin(users * num_items + items, label_keys)
+            out[edge_type] = edge_index[:, keep]
+    return out

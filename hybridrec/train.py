@@ -1,0 +1,484 @@
+"""``python -m hybridrec.train``: flags -> config -> text features -> graph -> fit -> save -> table.
+
+With no arguments it trains the hybrid on ml-100k (random 8:1:1 split), saves the run to
+``runs/hybrid-ml-100k-random`` and prints its test Recall@20 / NDCG@20 beside the CF baselines
+(BPR-MF, ALS, LightGCN) fitted on the same split::
+
+    python -m hybridrec.train
+    python -m hybridrec.train --split cold-items --out runs/cold
+    python -m hybridrec.train --no-kg --no-gate --epochs 20 --set train.lr=0.002
+    python -m hybridrec.train --config runs/cold/config.json --resume
+    python -m hybridrec.train --train-file a.csv --valid-file b.csv --test-file c.csv
+
+Precedence: defaults < ``--config FILE`` < explicit flags < ``--set section.key=value``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+import io
+import logging
+import multiprocessing
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch_geometric.data import HeteroData
+
+from hybridrec.cli_args import (
+    add_data_arguments,
+    add_split_arguments,
+    data_source_from_args,
+    load_dataset,
+    run_cli,
+)
+from hybridrec.config import RunConfig, apply_overrides
+from hybridrec.data.dataset import Dataset
+from hybridrec.data.errors import DataError
+from hybridrec.data.split import Split, make_split, split_from_files
+from hybridrec.device import pick_device, seed_everything
+from hybridrec.evaluate import bucket_names, evaluate, item_popularity_buckets
+from hybridrec.graph import build_graph
+from hybridrec.models.hybrid import HybridModel, HybridScorer
+from hybridrec.models.prepare import prepare_graph
+from hybridrec.run import json_ready, save_run
+from hybridrec.trainer import FitResult, fit, fit_kwargs
+
+log = logging.getLogger(__name__)
+
+KS = (10, 20)
+_DATA_DESTS = ("dataset", "interactions", "items", "users", "kg", "links", "item_iri", "columns",
+               "item_text", "item_categorical", "user_text", "user_categorical", "separator",
+               "cache_dir")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hybridrec.train",
+        description="Train the graph + text hybrid recommender and compare it with CF baselines.")
+    add_data_arguments(parser)
+    add_split_arguments(parser)
+    model = parser.add_argument_group("model")
+    model.add_argument("--hidden-channels", "--dim", type=int, dest="hidden_channels",
+                       help="embedding width (default: 64)")
+    model.add_argument("--num-layers", type=int, help="GNN layers (default: 2)")
+    model.add_argument("--conv", choices=("rgcn", "sage", "graph", "lightgcn", "gat", "hgt"),
+                       help="GNN operator (default: rgcn)")
+    model.add_argument("--text-model", metavar="PATH",
+                       help="local text model (default: all-MiniLM-L6-v2, shipped)")
+    for name, what in (("text", "text features (ID embeddings instead)"),
+                       ("kg", "KG edges (user-item graph only)"),
+                       ("mf", "MF branch (GNN score only)"),
+                       ("gate", "learned gate (fixed 0.5 mix)")):
+        model.add_argument(f"--no-{name}", action="store_true", help=f"ablation: no {what}")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: 60)")
+    train.add_argument("--batch-size", type=int, help="positive pairs per step (default: 4096)")
+    train.add_argument("--lr", type=float, help="Adam learning rate")
+    train.add_argument("--loss", choices=("softmax", "bpr"), help="ranking loss")
+    train.add_argument("--train-seed", type=int, help="seed of weights, negatives and masks "
+                                                      "(default: 0)")
+    train.add_argument("--device", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
+    train.add_argument("--threads", type=int, dest="num_threads",
+                       help="torch CPU threads, 0 = torch's default (default: 1)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--config", metavar="FILE", type=Path,
+                     help="a config.json (e.g. from a run folder) to start from")
+    run.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                     help="override any config field, e.g. --set train.lr=0.005 (repeatable)")
+    run.add_argument("--out", metavar="DIR", type=Path,
+                     help="run folder (default: runs/hybrid-<data set>-<split>)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint of an interrupted run with this --out")
+    run.add_argument("--no-baselines", action="store_true",
+                     help="skip fitting the CF baselines for the comparison table")
+    run.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    return parser
+
+
+def _given(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> set[str]:
+    """The destinations the command line set explicitly (parsed again with no defaults)."""
+    probe = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    for action in parser._actions:  # noqa: SLF001 (argparse has no public iterator)
+        if not action.option_strings or action.dest == "help":
+            continue
+        kwargs: dict[str, Any] = {"dest": action.dest}
+        if action.nargs == 0:
+            kwargs.update(action="store_const", const=True)
+        elif isinstance(action, argparse._AppendAction):  # noqa: SLF001
+            kwargs.update(action="append")
+        else:
+            kwargs.update(nargs=action.nargs)
+        probe.add_argument(*action.option_strings, **kwargs)
+    args, _ = probe.parse_known_args(argv)
+    return set(vars(args))
+
+
+def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
+    """Defaults, then ``--config``, then explicit flags, then ``--set``."""
+    config = RunConfig.load(args.config) if args.config else RunConfig()
+    data, model, train = config.data, config.model, config.train
+    if given & set(_DATA_DESTS) or not args.config:
+        source, options = data_source_from_args(args)
+        data = dataclasses.replace(data, source=source, options=options)
+    files = (args.train_file, args.valid_file, args.test_file)
+    if any(f is not None for f in files):
+        if args.split is not None:
+            raise DataError("command line", f"either --split {args.split} or split files "
+                                            f"(--train-file ...), not both")
+        data = dataclasses.replace(data, split="files", train_file=args.train_file,
+                                   valid_file=args.valid_file, test_file=args.test_file)
+    elif "split" in given:
+        data = dataclasses.replace(data, split=args.split)
+    for flag, name in (("ratios", "ratios"), ("cold_fraction", "cold_fraction"),
+                       ("split_seed", "split_seed")):
+        if flag in given or not args.config:
+            value = getattr(args, flag)
+            data = dataclasses.replace(data, **{name: tuple(value) if name == "ratios" else value})
+    if "text_model" in given:
+        data = dataclasses.replace(data, text_model=args.text_model)
+    for name in ("hidden_channels", "num_layers", "conv"):
+        if name in given:
+            model = dataclasses.replace(model, **{name: getattr(args, name)})
+    for name in ("text", "kg", "mf", "gate"):
+        if f"no_{name}" in given:
+            model = dataclasses.replace(model, **{f"use_{name}": False})
+    for flag, name in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
+                       ("loss", "loss"), ("train_seed", "seed"), ("device", "device"),
+                       ("num_threads", "num_threads")):
+        if flag in given:
+            train = dataclasses.replace(train, **{name: getattr(args, flag)})
+    if args.quiet:
+        train = dataclasses.replace(train, show_progress=False)
+    config = RunConfig(data, model, train)
+    return apply_overrides(config, args.set)
+
+
+def load_split(config: RunConfig, dataset: Dataset) -> Split:
+    """The split that ``config.data`` describes."""
+    data = config.data
+    if data.split == "files":
+        if data.train_file is None or data.test_file is None:
+            raise DataError("config", "split 'files' needs train_file and test_file",
+                            field="data.split")
+        return split_from_files(dataset, data.train_file, data.valid_file, data.test_file)
+    return make_split(dataset, data.split, ratios=data.ratios, seed=data.split_seed,
+                      cold_fraction=data.cold_fraction)
+
+
+def text_features(config: RunConfig, dataset: Dataset, split: Split,
+                  device: torch.device) -> Any:
+    """The :class:`~hybridrec.text.NodeFeatures` of the data set (``None`` with --no-text)."""
+    if not config.model.use_text:
+        return None
+    from hybridrec.text import TextEncoder, embed_dataset
+
+    encoder = TextEncoder(config.data.text_model, device=device,
+                          show_progress=config.train.show_progress)
+    return embed_dataset(dataset, split.train, encoder, user_history=config.data.user_history)
+
+
+@dataclass
+class HybridFit:
+    """What :func:`fit_hybrid` returns: the model, its graph and scorer, and the fit result."""
+
+    model: HybridModel
+    graph: HeteroData
+    scorer: HybridScorer
+    result: FitResult
+
+
+def fit_hybrid(
+    config: RunConfig,
+    dataset: Dataset,
+    split: Split,
+    features: Any = None,
+    *,
+    device: torch.device | str | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+) -> HybridFit:
+    """Config -> graph -> model -> :func:`~hybridrec.trainer.fit`, early-stopped on validation.
+
+    Args:
+        config: the run configuration (its ``data`` part is not read here).
+        dataset / split: the data and the split to train on (``split.train``).
+        features: :class:`~hybridrec.text.NodeFeatures` (required unless
+            ``config.model.use_text`` is off).
+        device: where to train (default: ``config.train.device``).
+        checkpoint_dir / resume: see :func:`~hybridrec.trainer.fit`.
+    """
+    device = pick_device(device if device is not None else config.train.device)
+    if config.model.use_text and features is None:
+        raise ValueError("fit_hybrid: config.model.use_text is on but no features were given")
+    text = features if config.model.use_text else None
+    graph = build_graph(dataset, split.train,
+                        **({} if text is None else {"user_x": text.user, "item_x": text.item,
+                                                    "entity_x": text.entity}))
+    graph = prepare_graph(graph, entity_has_text=None if text is None else text.entity_has_text,
+                          use_text=config.model.use_text, use_kg=config.model.use_kg,
+                          prune_leaf_entities=config.model.prune_leaf_entities)
+    generator = seed_everything(config.train.seed)
+    model = HybridModel.from_config(config.model, graph)
+    validate = None
+    if len(split.valid):
+        metric = config.train.valid_metric
+        k = int(metric.rsplit("@", 1)[1]) if "@" in metric else 20
+
+        def validate(scorer: HybridScorer) -> dict[str, object]:
+            return evaluate(scorer, dataset, split, part="valid", ks=(k,), device=device)
+    else:
+        log.warning("The split has no validation part: training all %d epochs without early "
+                    "stopping", config.train.epochs)
+    result = fit(model, graph, validate=validate, generator=generator, device=device,
+                 checkpoint_dir=checkpoint_dir, resume=resume, **fit_kwargs(config.train))
+    x_dict = {t: graph[t].x.to(device) for t in graph.node_types if "x" in graph[t]}
+    scorer = model.scorer(x_dict, {e: v.to(device) for e, v in graph.edge_index_dict.items()})
+    return HybridFit(model, graph, scorer, result)
+
+
+def gate_report(scorer: HybridScorer, split: Split, num_items: int) -> dict[str, float] | None:
+    """Mean gate value (weight of the GNN score) per item popularity bucket and for cold items."""
+    gate = scorer.mean_gate()
+    if gate is None:
+        return None
+    gate = gate.float().cpu().numpy()
+    popularity = np.bincount(split.train.item_index, minlength=num_items)
+    bucket = item_popularity_buckets(popularity, 3)
+    report = {name: float(gate[(bucket == b) & (popularity > 0)].mean())
+              if ((bucket == b) & (popularity > 0)).any() else None
+              for b, name in enumerate(bucket_names(3))}
+    report["cold"] = float(gate[popularity == 0].mean()) if (popularity == 0).any() else None
+    return report
+
+
+def evaluate_run(scorer: Any, dataset: Dataset | tuple[int, int], split: Split,
+                 device: torch.device | None = None) -> dict[str, Any]:
+    """``{"test": ..., "valid": ..., "test_cold_only": ...}`` for any scorer on ``split``
+    (cut-offs 10 and 20, or fewer on a catalogue of fewer items)."""
+    ks = sorted({min(k, _num_items(dataset)) for k in KS})
+    metrics: dict[str, Any] = {"test": evaluate(scorer, dataset, split, part="test", ks=ks,
+                                                device=device)}
+    if len(split.valid):
+        metrics["valid"] = evaluate(scorer, dataset, split, part="valid", ks=ks, device=device)
+    cold = np.bincount(split.train.item_index, minlength=_num_items(dataset)) == 0
+    test_items = split.test.item_index
+    if cold.any() and cold[test_items].any():
+        metrics["test_cold_only"] = evaluate(scorer, dataset, split, part="test", ks=ks,
+                                             item_subset="cold", device=device)
+    return json_ready(metrics)
+
+
+def _num_items(dataset: Dataset | tuple[int, int]) -> int:
+    return dataset.num_items if isinstance(dataset, Dataset) else int(dataset[1])
+
+
+def fit_baselines(dataset: Dataset, split: Split, device: torch.device | str | None = None,
+                  valid_metric: str = "ndcg@20") -> list[tuple[str, dict, float]]:
+    """BPR-MF, ALS and LightGCN on ``split``, each early-stopped on ``valid_metric`` like the
+    hybrid (checked every 5 epochs, patience 3). Returns ``(name, metrics, seconds)`` with
+    :func:`evaluate_run`'s metrics."""
+    from hybridrec.baselines import ALS, BPRMF, EarlyStopping, LightGCN, validation_metric
+
+    device = str(pick_device(device))
+    metric = validation_metric(dataset, split, valid_metric) if len(split.valid) else None
+    out = []
+    for name, scorer in (("BPR-MF", BPRMF(epochs=300, device=device)),
+                         ("ALS", ALS(device=device)),
+                         ("LightGCN", LightGCN(epochs=300, device=device))):
+        start = time.perf_counter()
+        if name == "ALS" or metric is None:
+            scorer.fit(split.train, dataset.num_users, dataset.num_items)
+        else:
+            scorer.fit(split.train, dataset.num_users, dataset.num_items,
+                       callback=EarlyStopping(metric, eval_every=5, patience=3))
+        seconds = time.perf_counter() - start
+        out.append((name, evaluate_run(scorer, dataset, split, device), seconds))
+    return out
+
+
+def _baselines_job(config: dict[str, Any], num_threads: int) -> list[tuple[str, dict, float]]:
+    """:func:`fit_baselines` in a worker process (it reloads the data and split)."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    run_config = RunConfig.from_dict(config)
+    dataset = load_dataset(run_config.data.source, run_config.data.options)
+    return fit_baselines(dataset, load_split(run_config, dataset), run_config.train.device,
+                         run_config.train.valid_metric)
+
+
+def text_only(dataset: Dataset, split: Split, features: Any,
+              device: torch.device) -> tuple[str, dict, float]:
+    """The text-only baseline on the same features (for cold-start splits)."""
+    from hybridrec.baselines import TextOnly
+
+    start = time.perf_counter()
+    scorer = TextOnly("both", device=str(device)).fit(
+        split.train, dataset.num_users, dataset.num_items, item_embeddings=features.item,
+        user_embeddings=features.user)
+    return "text-only", evaluate_run(scorer, dataset, split, device), time.perf_counter() - start
+
+
+def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool) -> str:
+    """A Markdown table of test metrics, one row per model."""
+    header = ["model", "recall@20", "ndcg@20", "tail recall@20"]
+    if cold_split:
+        header.append("cold recall@20 (cold only)")
+    header.append("seconds")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+
+    def fmt(value: Any) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    for name, metrics, seconds in rows:
+        test = metrics["test"]
+        cells = [name, fmt(test.get("recall@20")), fmt(test.get("ndcg@20")),
+                 fmt((test.get("by_popularity") or {}).get("tail", {}).get("recall@20"))]
+        if cold_split:
+            cells.append(fmt((metrics.get("test_cold_only") or {}).get("recall@20")))
+        cells.append(f"{seconds:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _check_resume(config: RunConfig, checkpoint_dir: Path, resume: bool) -> None:
+    """Resuming needs the same model and training settings as the interrupted run."""
+    saved = checkpoint_dir / "config.json"
+    if resume and saved.is_file():
+        before = RunConfig.load(saved).to_dict()
+        now = config.to_dict()
+        changed = [f"{section}.{key}" for section in ("model", "train")
+                   for key in now[section] if now[section][key] != before[section][key]
+                   and key not in ("show_progress", "epochs", "patience", "device")]
+        if changed:
+            raise DataError(saved, f"the settings of the interrupted run; --resume with changed "
+                                   f"{', '.join(changed)} (start without --resume)")
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    config.save(checkpoint_dir / "config.json")
+
+
+def _capture_logs(quiet: bool) -> tuple[io.StringIO, logging.Handler]:
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    package = logging.getLogger("hybridrec")
+    package.setLevel(logging.INFO)
+    package.addHandler(handler)
+    if quiet:
+        package.propagate = False
+    return buffer, handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = _given(parser, argv)
+    try:
+        config = config_from_args(args, given)
+    except ValueError as err:
+        parser.error(str(err))
+    buffer, handler = _capture_logs(args.quiet)
+    threads = torch.get_num_threads()
+    try:
+        if config.train.num_threads:
+            torch.set_num_threads(config.train.num_threads)
+        return _train(config, args, buffer)
+    finally:
+        torch.set_num_threads(threads)
+        logging.getLogger("hybridrec").removeHandler(handler)
+        logging.getLogger("hybridrec").propagate = True
+
+
+def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> int:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    device = pick_device(config.train.device)
+
+    # 1. Data and split; the CF baselines start at once in a second process (a second core).
+    dataset = load_dataset(config.data.source, config.data.options)
+    split = load_split(config, dataset)
+    out = args.out or Path("runs") / f"hybrid-{dataset.name}-{split.kind}"
+    log.info("Config: %s", config.to_dict())
+    pool = None
+    if not args.no_baselines:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return _train_hybrid(config, args, buffer, dataset, split, out, device, pool, started,
+                             timings)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO,
+                  dataset: Dataset, split: Split, out: Path, device: torch.device,
+                  pool: ProcessPoolExecutor | None, started: float,
+                  timings: dict[str, float]) -> int:
+    baselines = (pool.submit(_baselines_job, config.to_dict(), config.train.num_threads)
+                 if pool is not None else None)
+
+    # 2. Text features (cached on disk), then the graph, the model and its training
+    # (checkpoints beside the run folder until it is saved).
+    t = time.perf_counter()
+    features = text_features(config, dataset, split, device)
+    timings["text"] = time.perf_counter() - t
+    checkpoint_dir = out.with_name(out.name + ".ckpt")
+    _check_resume(config, checkpoint_dir, args.resume)
+    t = time.perf_counter()
+    fitted = fit_hybrid(config, dataset, split, features, device=device,
+                        checkpoint_dir=checkpoint_dir, resume=args.resume)
+    model, graph, scorer, result = fitted.model, fitted.graph, fitted.scorer, fitted.result
+    timings["train"] = time.perf_counter() - t
+
+    # 3. Evaluate and save.
+    metrics = evaluate_run(scorer, dataset, split, device)
+    metrics["gate"] = gate_report(scorer, split, dataset.num_items)
+    info = {"history": result.history, "best_epoch": result.best_epoch,
+            "best_valid": result.best_score, "stopped_early": result.stopped_early,
+            "seconds": {**timings}, "device": str(device),
+            "text_model": None if features is None else features.model_id,
+            "dataset": dataset.info()}
+    ids = {"users": dataset.users, "items": dataset.items, "entities": dataset.entities,
+           "relations": dataset.relations}
+    timings["total_hybrid"] = time.perf_counter() - started
+    save_run(out, config=config, model=model, graph=graph, split=split, ids=ids,
+             metrics=metrics, info=json_ready(info), log_text=buffer.getvalue())
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+    # 4. Baselines on the same split, and the table.
+    rows = [("hybrid", metrics, timings["train"])]
+    if baselines is not None:
+        t = time.perf_counter()
+        rows += baselines.result()
+        timings["wait_baselines"] = time.perf_counter() - t
+    cold_split = "test_cold_only" in metrics
+    if cold_split and features is not None:
+        rows.append(text_only(dataset, split, features, device))
+    print(f"data:   {dataset.name} ({dataset.num_users} users, {dataset.num_items} items, "
+          f"{dataset.num_entities} entities); {split.kind} split: {len(split.train)} train, "
+          f"{len(split.valid)} valid, {len(split.test)} test")
+    print(f"model:  {model}")
+    print(f"train:  {len(result.history)} epochs, best epoch {result.best_epoch} "
+          f"(valid ndcg@20 {result.best_score:.4f}), device {device}")
+    gate = metrics["gate"]
+    if gate is not None:
+        print("gate:   mean g (weight of the GNN score) by item popularity: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in gate.items() if v is not None))
+    print("time:   " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
+          + f", all {time.perf_counter() - started:.1f}s")
+    print(f"saved:  {out}")
+    print()
+    print(f"Test metrics, full ranking over all {dataset.num_items} items:")
+    print(format_table(rows, cold_split))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,413 @@
+"""fit(): link-prediction training of a HybridModel with negatives, early stopping and resuming."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, get_args
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.utils import degree
+from tqdm.auto import tqdm
+
+from hybridrec.config import TrainConfig
+from hybridrec.device import pick_device
+from hybridrec.models.hybrid import INTERACTS, HybridModel, HybridScorer
+from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
+from hybridrec.sampling import cold_item_mask, drop_interactions, edge_batches, uniform_items
+
+log = logging.getLogger(__name__)
+
+LossKind = Literal["softmax", "bpr"]
+CHECKPOINT_FILE = "checkpoint.safetensors"
+_FORMAT = "hybridrec-checkpoint/1"
+
+Validate = Callable[[HybridScorer], dict[str, object]]
+
+
+@dataclass
+class Batch:
+    """One training step's sample: positive pairs, negatives and the simulated cold items.
+
+    ``users``/``items``: ``[B]``; ``negatives``: ``[1, K]`` shared (softmax) or ``[B]`` (BPR);
+    ``cold_items``: ``bool [num_items]``.
+    """
+
+    users: Tensor
+    items: Tensor
+    negatives: Tensor
+    cold_items: Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.users, self.items, self.negatives,
+                                               self.cold_items)))
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the model at its best validation check, and the history."""
+
+    model: HybridModel
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_score: float = float("-inf")
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def sample_batch(
+    positives: Tensor,
+    rows: Tensor,
+    item_degree: Tensor,
+    num_items: int,
+    *,
+    loss: LossKind,
+    num_negatives: int,
+    cold_start_fraction: float,
+    generator: torch.Generator,
+) -> Batch:
+    """Draw negatives and the simulated cold items for the positive pairs ``positives[:, rows]``.
+
+    Negatives are drawn among items with training interactions only: an item that is never a
+    positive (a held-out cold item) would otherwise only ever be pushed down, and the model
+    would learn to bury exactly the items whose text and KG it should rank.
+    """
+    users, items = positives[0, rows], positives[1, rows]
+    warm = torch.nonzero(item_degree.cpu() > 0).flatten()
+    size = (1, num_negatives) if loss == "softmax" else (len(rows),)
+    negatives = uniform_items(num_items, size, generator, warm)
+    cold = cold_item_mask(item_degree, cold_start_fraction, generator)
+    return Batch(users, items, negatives, cold)
+
+
+def compute_loss(
+    model: HybridModel,
+    x_dict: dict[str, Tensor],
+    edge_index_dict: dict[tuple[str, str, str], Tensor],
+    batch: Batch,
+    *,
+    loss: LossKind = "softmax",
+    temperature: float = 0.5,
+    aux_weight: float = 0.5,
+    weight_decay: float = 0.0,
+    drop_label_edges: bool = False,
+) -> Tensor:
+    r"""The batch loss: the ranking loss of the mixed score, plus ``aux_weight`` times that of
+    each branch on its own (so neither branch idles behind the gate), plus the L2 penalty of
+    the batch's ID embeddings (:meth:`HybridModel.embedding_penalty`).
+
+    .. math::
+        \mathcal{L} = \ell(s) + \alpha \big(\ell(s_{\text{gnn}}) + \ell(s_{\text{mf}})\big)
+            + \lambda\, \Omega_{\text{batch}}
+    """
+    graph = drop_interactions(edge_index_dict, batch.cold_items)
+    interactions = graph[INTERACTS]
+    if drop_label_edges:
+        # Only the GNN's graph loses the label edges; degrees and the MF branch keep them.
+        graph = drop_interactions(graph, batch.cold_items,
+                                  torch.stack([batch.users, batch.items]))
+    emb = model.embed(x_dict, graph, interactions)
+    pos = model.score(emb, batch.users, batch.items)
+    neg = model.score(emb, batch.users, batch.negatives)
+    if loss == "softmax":
+        mask = batch.negatives == batch.items.unsqueeze(-1)  # [B, K]: the positive itself
+
+        def ranking(p: Tensor, n: Tensor) -> Tensor:
+            return sampled_softmax_loss(p, n, temperature, mask)
+    else:
+        def ranking(p: Tensor, n: Tensor) -> Tensor:
+            return bpr_loss(p, n)
+    total = ranking(pos.score, neg.score)
+    if aux_weight and pos.mf is not None:
+        total = total + aux_weight * (ranking(pos.gnn, neg.gnn) + ranking(pos.mf, neg.mf))
+    if weight_decay:
+        items = torch.cat([batch.items, batch.negatives.reshape(-1)])
+        total = total + weight_decay * model.embedding_penalty(batch.users, items)
+    return total
+
+
+def train_step(
+    model: HybridModel,
+    optimizer: torch.optim.Optimizer,
+    x_dict: dict[str, Tensor],
+    edge_index_dict: dict[tuple[str, str, str], Tensor],
+    batch: Batch,
+    *,
+    loss: LossKind = "softmax",
+    temperature: float = 0.5,
+    aux_weight: float = 0.5,
+    weight_decay: float = 0.0,
+    drop_label_edges: bool = False,
+    clip_grad_norm: float = 0.0,
+    autocast: contextlib.AbstractContextManager | None = None,
+) -> float:
+    """One step: ``zero_grad -> forward -> loss -> backward -> clip -> step``; the loss value."""
+    model.train()
+    # Flush the previous step's gradients first, so p.grad is this batch's alone.
+    optimizer.zero_grad(set_to_none=True)
+    with autocast or contextlib.nullcontext():
+        value = compute_loss(model, x_dict, edge_index_dict, batch, loss=loss,
+                             temperature=temperature, aux_weight=aux_weight,
+                             weight_decay=weight_decay, drop_label_edges=drop_label_edges)
+    value.backward()
+    if clip_grad_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+    optimizer.step()
+    return float(value.detach())
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager | None:
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return None
+
+
+def _metric(metrics: dict[str, object], name: str) -> float:
+    if name not in metrics:
+        numeric = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)))
+        raise ValueError(f"fit: valid_metric {name!r} is not among the validation metrics "
+                         f"({', '.join(numeric)})")
+    return float(metrics[name])  # type: ignore[arg-type]
+
+
+def fit(
+    model: HybridModel,
+    data: HeteroData,
+    *,
+    validate: Validate | None = None,
+    epochs: int = 60,
+    batch_size: int = 4096,
+    lr: float = 0.005,
+    weight_decay: float = 1e-4,
+    loss: LossKind = "softmax",
+    num_negatives: int = 512,
+    temperature: float = 0.5,
+    aux_weight: float = 0.5,
+    cold_start_fraction: float = 0.1,
+    drop_label_edges: bool = False,
+    clip_grad_norm: float = 5.0,
+    valid_metric: str = "ndcg@20",
+    eval_every: int = 1,
+    patience: int = 6,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    amp: bool = True,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    show_progress: bool = True,
+    callback: Callable[[dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Fit ``model`` on the ``("user", "interacts", "item")`` edges of ``data``.
+
+    Every step runs both branches over the whole graph (full-graph message passing over a
+    mini-batch of label edges, as PyG's ``examples/lightgcn.py``), with the interactions of a
+    random ``cold_start_fraction`` of items removed (simulated cold start). After every
+    ``eval_every`` epochs ``validate(scorer)`` is called; the state with the best
+    ``valid_metric`` is kept and restored at the end, and training stops after ``patience``
+    checks without improvement. Without ``validate`` the last state is kept.
+
+    With ``checkpoint_dir`` the full training state (model, best model, optimizer, random
+    state, history) is written there atomically after every epoch; ``resume=True`` continues
+    from it after a kill.
+
+    Args:
+        model: the model (moved to ``device``).
+        data: the prepared training graph (:func:`~hybridrec.models.prepare.prepare_graph`).
+        validate: scorer -> metrics dict holding ``valid_metric`` (default: ``None``).
+        epochs: upper bound on passes over the training edges (default: 60).
+        batch_size: positive pairs per step (default: 4096).
+        lr: Adam learning rate (default: 0.005).
+        weight_decay: L2 penalty on the ID embeddings each batch uses (default: 1e-4).
+        loss: ``"softmax"`` (sampled softmax, ``num_negatives`` shared uniform negatives per
+            batch) or ``"bpr"`` (one uniform negative per positive) (default: ``"softmax"``).
+        temperature: softmax temperature (default: 0.5).
+        aux_weight: weight of the per-branch losses (default: 0.5).
+        cold_start_fraction: warm items masked per step (default: 0.1).
+        drop_label_edges: leave each batch's positive pairs out of that step's message passing
+            (default: ``False``).
+        clip_grad_norm: max gradient norm, 0 = off (default: 5.0).
+        valid_metric / eval_every / patience: early stopping (default: ``"ndcg@20"``, 1, 6).
+        generator: random source of batches, negatives and masks (default: seeded with 0).
+        device: where to train (default: CUDA when present, else CPU).
+        amp: bf16 autocast on CUDA (default: ``True``; ignored on CPU).
+        checkpoint_dir / resume: see above.
+        show_progress: progress bars (default: ``True``).
+        callback: called with each epoch's history record.
+    """
+    # 1. Settings.
+    if loss not in get_args(LossKind):
+        raise ValueError(f"fit: loss must be one of {get_args(LossKind)}, got {loss!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every),
+                        ("patience", patience), ("num_negatives", num_negatives)):
+        if value < 1:
+            raise ValueError(f"fit: {name} must be >= 1, got {value}")
+    device = pick_device(device)
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    autocast = _autocast(device, amp)
+
+    # 2. Data on the device; the positives are the training interactions.
+    model.to(device)
+    x_dict = {t: data[t].x.to(device) for t in data.node_types if "x" in data[t]}
+    edge_index_dict = {e: v.to(device) for e, v in data.edge_index_dict.items()}
+    positives = data[INTERACTS].edge_index  # [2, N] on CPU: sampling happens there.
+    item_degree = degree(positives[1], model.num_items).long()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    result = FitResult(model)
+    best_state: dict[str, Tensor] | None = None
+    bad_checks, start_epoch = 0, 0
+    ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    if resume and ckpt is not None and ckpt.is_file():
+        start_epoch, bad_checks, best_state = _load_checkpoint(ckpt, model, optimizer, generator,
+                                                               result)
+        log.info("Resumed from %s after epoch %d", ckpt, start_epoch)
+
+    # 3. Epochs.
+    started = time.perf_counter() - result.seconds
+    for epoch in range(start_epoch + 1, epochs + 1):
+        t0 = time.perf_counter()
+        total, steps = 0.0, 0
+        batches = list(edge_batches(positives.size(1), batch_size, generator))
+        bar = tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
+                   disable=not show_progress)
+        for rows in bar:
+            batch = sample_batch(positives, rows, item_degree, model.num_items, loss=loss,
+                                 num_negatives=num_negatives,
+                                 cold_start_fraction=cold_start_fraction, generator=generator)
+            value = train_step(model, optimizer, x_dict, edge_index_dict, batch.to(device),
+                               loss=loss, temperature=temperature, aux_weight=aux_weight,
+                               weight_decay=weight_decay, drop_label_edges=drop_label_edges,
+                               clip_grad_norm=clip_grad_norm, autocast=autocast)
+            if not math.isfinite(value):
+                raise FloatingPointError(f"fit: loss became {value} at epoch {epoch}, step "
+                                         f"{steps + 1}; lower lr (now {lr}) or temperature")
+            total, steps = total + value, steps + 1
+            bar.set_postfix(loss=f"{value:.4f}")
+        record: dict[str, float] = {"epoch": epoch, "loss": total / max(1, steps),
+                                    "seconds": time.perf_counter() - t0}
+
+        # 4. Validation, early stopping, best state.
+        stop = False
+        if validate is not None and (epoch % eval_every == 0 or epoch == epochs):
+            scorer = model.scorer(x_dict, edge_index_dict)
+            metrics = validate(scorer)
+            score = _metric(metrics, valid_metric)
+            record[f"valid_{valid_metric}"] = score
+            if score > result.best_score:
+                result.best_score, result.best_epoch, bad_checks = score, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_checks += 1
+                stop = bad_checks >= patience
+        result.history.append(record)
+        log.info("epoch %d: loss %.4f%s (%.1fs)", epoch, record["loss"],
+                 "".join(f", {k} {v:.4f}" for k, v in record.items() if k.startswith("valid_")),
+                 record["seconds"])
+        if callback is not None:
+            callback(record)
+        result.seconds = time.perf_counter() - started
+        if ckpt is not None:
+            _save_checkpoint(ckpt, model, optimizer, generator, result, epoch, bad_checks,
+                             best_state, stop)
+        if stop:
+            result.stopped_early = True
+            log.info("Early stop after epoch %d: best %s %.4f at epoch %d", epoch, valid_metric,
+                     result.best_score, result.best_epoch)
+            break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.seconds = time.perf_counter() - started
+    model.eval()
+    return result
+
+
+def fit_kwargs(config: TrainConfig) -> dict[str, object]:
+    """The :func:`fit` keyword arguments that a :class:`~hybridrec.config.TrainConfig` sets."""
+    names = ("epochs", "batch_size", "lr", "weight_decay", "loss", "num_negatives",
+             "temperature", "aux_weight", "cold_start_fraction", "drop_label_edges",
+             "clip_grad_norm",
+             "valid_metric", "eval_every", "patience", "amp", "show_progress")
+    return {name: getattr(config, name) for name in names}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: one safetensors file (tensors + JSON metadata), written to *.tmp then replaced.
+
+
+def _save_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator, result: FitResult, epoch: int,
+                     bad_checks: int, best_state: dict[str, Tensor] | None,
+                     finished: bool) -> None:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in best_state.items()})
+    opt = optimizer.state_dict()
+    scalars: dict[str, dict[str, float]] = {}
+    for index, state in opt["state"].items():
+        for name, value in state.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    tensors["rng.generator"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {
+        "epoch": epoch, "bad_checks": bad_checks, "finished": finished,
+        "best_epoch": result.best_epoch,
+        "best_score": result.best_score if math.isfinite(result.best_score) else None,
+        "seconds": result.seconds, "history": result.history,
+        "param_groups": opt["param_groups"], "optim_scalars": scalars,
+        "has_best": best_state is not None,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": _FORMAT, "state": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator, result: FitResult,
+                     ) -> tuple[int, int, dict[str, Tensor] | None]:
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+        if metadata.get("format") != _FORMAT:
+            raise ValueError(f"{path}: expected a {_FORMAT} checkpoint, got format "
+                             f"{metadata.get('format')!r}")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta = json.loads(metadata["state"])
+    device = next(model.parameters()).device
+
+    def section(prefix: str) -> dict[str, Tensor]:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    try:
+        model.load_state_dict(section("model."))
+    except RuntimeError as err:
+        raise ValueError(f"{path}: the checkpoint does not fit this model ({err}); "
+                         f"start without resume or use the same configuration") from None
+    best = {k: v.to(device) for k, v in section("best.").items()} if meta["has_best"] else None
+    state: dict[int, dict[str, object]] = {}
+    for key, value in section("optim.").items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value.to(device) if name != "step" else value
+    for index, scalars in meta["optim_scalars"].items():
+        state.setdefault(int(index), {}).update(scalars)
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    result.history = list(meta["history"])
+    result.best_epoch = meta["best_epoch"]
+    result.best_score = meta["best_score"] if meta["best_score"] is not None else float("-inf")
+    result.seconds = meta["seconds"]
+    epoch = meta["epoch"] if not meta["finished"] else 10**9
+    return epoch, meta["bad_checks"], best

@@ -1,0 +1,34 @@
+"""Ranking losses against their formulas."""
+import math
+
+import torch
+
+from hybridrec.models.losses import bpr_loss, l2_penalty, sampled_softmax_loss
+
+
+def test_bpr_loss():
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    expected = -(math.log(1 / (1 + math.exp(-1))) + math.log(1 / (1 + math.exp(1)))) / 2
+    assert abs(float(bpr_loss(pos, neg)) - expected) < 1e-6
+    # Several negatives per positive are averaged.
+    many = bpr_loss(pos, torch.tensor([[1.0, 1.0], [1.0, 1.0]]))
+    assert abs(float(many) - expected) < 1e-6
+
+
+def test_sampled_softmax_is_cross_entropy_with_the_positive_first():
+    torch.manual_seed(0)
+    pos, neg = torch.randn(5), torch.randn(5, 7)
+    logits = torch.cat([pos[:, None], neg], 1) / 0.5
+    expected = torch.nn.functional.cross_entropy(logits, torch.zeros(5, dtype=torch.long))
+    torch.testing.assert_close(sampled_softmax_loss(pos, neg, 0.5), expected)
+
+
+def test_masked_negatives_are_ignored():
+    pos, neg = torch.tensor([1.0]), torch.tensor([[1.0, 100.0]])
+    masked = sampled_softmax_loss(pos, neg, 1.0, torch.tensor([[False, True]]))
+    torch.testing.assert_close(masked, torch.tensor(math.log(2.0)))
+
+
+def test_l2_penalty():
+    a, b = torch.ones(4, 2), torch.ones(3, 2)
+    torch.testing.assert_close(l2_penalty(a, b), torch.tensor((8 + 6) / (2 * 4)))
