@@ -19,6 +19,7 @@ from typing import Any, Literal
 SplitKind = Literal["random", "temporal", "leave-last-out", "cold-items", "cold-users", "files"]
 Conv = Literal["rgcn", "sage", "graph", "lightgcn", "gat", "hgt"]
 Loss = Literal["softmax", "bpr"]
+Negatives = Literal["auto", "all", "warm"]
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,19 @@ class TrainConfig:
     loss: Loss = "softmax"
     # Uniform negatives shared by a batch (softmax loss).
     num_negatives: int = 512
+    # Where negatives come from: every item, or items with training interactions only ("warm":
+    # an item that is never a positive is otherwise only pushed down, and the GNN learns to
+    # bury exactly the held-out items it should rank from text and KG). "auto": warm when the
+    # split holds items out by design (cold-items), else all (never-seen items of a random
+    # split are rarely relevant; measured on ml-100k, all: +0.01 NDCG@20).
+    negatives: Negatives = "auto"
     # Softmax temperature on the scores.
     temperature: float = 0.5
     # Weight of the per-branch auxiliary losses that keep each branch a ranker on its own.
     aux_weight: float = 0.5
+    # Share of the training pairs held out of the branches (loss and graph) on which the gate
+    # alone is trained: fitted on the branches' own pairs, it prefers whichever memorises them.
+    gate_holdout: float = 0.05
     # Fraction of items whose ID embedding and interaction edges are masked per step
     # (simulated cold start, DropoutNet-style).
     cold_start_fraction: float = 0.1

@@ -236,8 +236,11 @@ def fit_hybrid(
     else:
         log.warning("The split has no validation part: training all %d epochs without early "
                     "stopping", config.train.epochs)
+    negatives = config.train.negatives
+    warm = negatives == "warm" or (negatives == "auto" and len(split.cold_items) > 0)
     result = fit(model, graph, validate=validate, generator=generator, device=device,
-                 checkpoint_dir=checkpoint_dir, resume=resume, **fit_kwargs(config.train))
+                 checkpoint_dir=checkpoint_dir, resume=resume, warm_negatives=warm,
+                 **fit_kwargs(config.train))
     x_dict = {t: graph[t].x.to(device) for t in graph.node_types if "x" in graph[t]}
     scorer = model.scorer(x_dict, {e: v.to(device) for e, v in graph.edge_index_dict.items()})
     return HybridFit(model, graph, scorer, result)
@@ -313,16 +316,22 @@ def _baselines_job(config: dict[str, Any], num_threads: int) -> list[tuple[str, 
                          run_config.train.valid_metric)
 
 
-def text_only(dataset: Dataset, split: Split, features: Any,
-              device: torch.device) -> tuple[str, dict, float]:
-    """The text-only baseline on the same features (for cold-start splits)."""
-    from hybridrec.baselines import TextOnly
+def text_only(dataset: Dataset, split: Split, features: Any, device: torch.device,
+              valid_metric: str = "ndcg@20") -> tuple[str, dict, float]:
+    """The text-only baseline on the same features (for cold-start splits), its user profile
+    mode chosen on validation."""
+    from hybridrec.baselines import TextOnly, validation_metric
 
     start = time.perf_counter()
-    scorer = TextOnly("both", device=str(device)).fit(
-        split.train, dataset.num_users, dataset.num_items, item_embeddings=features.item,
-        user_embeddings=features.user)
-    return "text-only", evaluate_run(scorer, dataset, split, device), time.perf_counter() - start
+    best, best_value = None, float("-inf")
+    for mode in ("history", "user_text", "both"):
+        scorer = TextOnly(mode, device=str(device)).fit(
+            split.train, dataset.num_users, dataset.num_items, item_embeddings=features.item,
+            user_embeddings=features.user)
+        value = validation_metric(dataset, split, valid_metric)(scorer) if len(split.valid) else 0
+        if best is None or value > best_value:
+            best, best_value = scorer, value
+    return "text-only", evaluate_run(best, dataset, split, device), time.perf_counter() - start
 
 
 def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool) -> str:
@@ -458,9 +467,9 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
         t = time.perf_counter()
         rows += baselines.result()
         timings["wait_baselines"] = time.perf_counter() - t
-    cold_split = "test_cold_only" in metrics
+    cold_split = len(split.cold_items) > 0 and "test_cold_only" in metrics
     if cold_split and features is not None:
-        rows.append(text_only(dataset, split, features, device))
+        rows.append(text_only(dataset, split, features, device, config.train.valid_metric))
     print(f"data:   {dataset.name} ({dataset.num_users} users, {dataset.num_items} items, "
           f"{dataset.num_entities} entities); {split.kind} split: {len(split.train)} train, "
           f"{len(split.valid)} valid, {len(split.test)} test")

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from hybridrec.config import TrainConfig
 from hybridrec.device import pick_device
-from hybridrec.models.hybrid import INTERACTS, HybridModel, HybridScorer
+from hybridrec.models.gate import ScoreGate
+from hybridrec.models.hybrid import INTERACTS, HybridModel, HybridScorer, ScoreParts
 from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
 from hybridrec.sampling import cold_item_mask, drop_interactions, edge_batches, uniform_items
 
@@ -40,17 +41,22 @@ class Batch:
     """One training step's sample: positive pairs, negatives and the simulated cold items.
 
     ``users``/``items``: ``[B]``; ``negatives``: ``[1, K]`` shared (softmax) or ``[B]`` (BPR);
-    ``cold_items``: ``bool [num_items]``.
+    ``cold_items``: ``bool [num_items]``; ``gate_users`` / ``gate_items`` / ``gate_negatives``:
+    held-out positives (and their negatives) that train the gate only, or ``None``.
     """
 
     users: Tensor
     items: Tensor
     negatives: Tensor
     cold_items: Tensor
+    gate_users: Tensor | None = None
+    gate_items: Tensor | None = None
+    gate_negatives: Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device) for t in (self.users, self.items, self.negatives,
-                                               self.cold_items)))
+        return Batch(*(None if t is None else t.to(device) for t in (
+            self.users, self.items, self.negatives, self.cold_items, self.gate_users,
+            self.gate_items, self.gate_negatives)))
 
 
 @dataclass
@@ -75,19 +81,30 @@ def sample_batch(
     num_negatives: int,
     cold_start_fraction: float,
     generator: torch.Generator,
+    warm_negatives: bool = False,
+    held_out: Tensor | None = None,
+    gate_batch_size: int = 0,
 ) -> Batch:
     """Draw negatives and the simulated cold items for the positive pairs ``positives[:, rows]``.
 
-    Negatives are drawn among items with training interactions only: an item that is never a
-    positive (a held-out cold item) would otherwise only ever be pushed down, and the model
-    would learn to bury exactly the items whose text and KG it should rank.
+    With ``warm_negatives`` negatives are drawn among items with training interactions only:
+    an item that is never a positive (a held-out cold item) would otherwise only ever be
+    pushed down, and the model would learn to bury exactly the items whose text and KG it
+    should rank. With ``held_out`` pairs ``[2, H]``, ``gate_batch_size`` of them are drawn for
+    the gate.
     """
     users, items = positives[0, rows], positives[1, rows]
-    warm = torch.nonzero(item_degree.cpu() > 0).flatten()
+    warm = torch.nonzero(item_degree.cpu() > 0).flatten() if warm_negatives else None
     size = (1, num_negatives) if loss == "softmax" else (len(rows),)
     negatives = uniform_items(num_items, size, generator, warm)
     cold = cold_item_mask(item_degree, cold_start_fraction, generator)
-    return Batch(users, items, negatives, cold)
+    batch = Batch(users, items, negatives, cold)
+    if held_out is not None and held_out.size(1) and gate_batch_size:
+        picks = torch.randint(held_out.size(1), (gate_batch_size,), generator=generator)
+        batch.gate_users, batch.gate_items = held_out[0, picks], held_out[1, picks]
+        batch.gate_negatives = (negatives if loss == "softmax" else
+                                uniform_items(num_items, (gate_batch_size,), generator, warm))
+    return batch
 
 
 def compute_loss(
@@ -109,6 +126,12 @@ def compute_loss(
     .. math::
         \mathcal{L} = \ell(s) + \alpha \big(\ell(s_{\text{gnn}}) + \ell(s_{\text{mf}})\big)
             + \lambda\, \Omega_{\text{batch}}
+
+    With held-out pairs in the batch (``gate_users``), the gate learns from them alone: the
+    mixed loss of the training pairs sees the gate detached, and a second mixed loss on the
+    held-out pairs sees the branch scores detached. A gate fitted on the pairs the branches
+    were fitted on prefers whichever branch memorises them best, not the one that ranks
+    unseen pairs best.
     """
     graph = drop_interactions(edge_index_dict, batch.cold_items)
     interactions = graph[INTERACTS]
@@ -117,19 +140,34 @@ def compute_loss(
         graph = drop_interactions(graph, batch.cold_items,
                                   torch.stack([batch.users, batch.items]))
     emb = model.embed(x_dict, graph, interactions)
+
+    def ranking(p: Tensor, n: Tensor, items: Tensor, negatives: Tensor) -> Tensor:
+        if loss == "softmax":
+            mask = negatives == items.unsqueeze(-1)  # [B, K]: the positive itself
+            return sampled_softmax_loss(p, n, temperature, mask)
+        return bpr_loss(p, n)
+
     pos = model.score(emb, batch.users, batch.items)
     neg = model.score(emb, batch.users, batch.negatives)
-    if loss == "softmax":
-        mask = batch.negatives == batch.items.unsqueeze(-1)  # [B, K]: the positive itself
+    held_out = batch.gate_users is not None and pos.gate is not None
+    if held_out:
+        def mixed(parts: ScoreParts) -> Tensor:
+            return ScoreGate.mix(parts.gnn, parts.mf, parts.gate.detach())
 
-        def ranking(p: Tensor, n: Tensor) -> Tensor:
-            return sampled_softmax_loss(p, n, temperature, mask)
+        total = ranking(mixed(pos), mixed(neg), batch.items, batch.negatives)
     else:
-        def ranking(p: Tensor, n: Tensor) -> Tensor:
-            return bpr_loss(p, n)
-    total = ranking(pos.score, neg.score)
+        total = ranking(pos.score, neg.score, batch.items, batch.negatives)
     if aux_weight and pos.mf is not None:
-        total = total + aux_weight * (ranking(pos.gnn, neg.gnn) + ranking(pos.mf, neg.mf))
+        total = total + aux_weight * (ranking(pos.gnn, neg.gnn, batch.items, batch.negatives)
+                                      + ranking(pos.mf, neg.mf, batch.items, batch.negatives))
+    if held_out:
+        def gate_only(parts: ScoreParts) -> Tensor:
+            return ScoreGate.mix(parts.gnn.detach(), parts.mf.detach(), parts.gate)
+
+        gate_pos = model.score(emb, batch.gate_users, batch.gate_items)
+        gate_neg = model.score(emb, batch.gate_users, batch.gate_negatives)
+        total = total + ranking(gate_only(gate_pos), gate_only(gate_neg), batch.gate_items,
+                                batch.gate_negatives)
     if weight_decay:
         items = torch.cat([batch.items, batch.negatives.reshape(-1)])
         total = total + weight_decay * model.embedding_penalty(batch.users, items)
@@ -191,10 +229,12 @@ def fit(
     weight_decay: float = 1e-4,
     loss: LossKind = "softmax",
     num_negatives: int = 512,
+    warm_negatives: bool = False,
     temperature: float = 0.5,
     aux_weight: float = 0.5,
     cold_start_fraction: float = 0.1,
     drop_label_edges: bool = False,
+    gate_holdout: float = 0.05,
     clip_grad_norm: float = 5.0,
     valid_metric: str = "ndcg@20",
     eval_every: int = 1,
@@ -211,7 +251,9 @@ def fit(
 
     Every step runs both branches over the whole graph (full-graph message passing over a
     mini-batch of label edges, as PyG's ``examples/lightgcn.py``), with the interactions of a
-    random ``cold_start_fraction`` of items removed (simulated cold start). After every
+    random ``cold_start_fraction`` of items removed (simulated cold start). A learned gate is
+    fitted on ``gate_holdout`` of the pairs, which the branches never see in training (see
+    :func:`compute_loss`); validation and the final scorer use the whole graph. After every
     ``eval_every`` epochs ``validate(scorer)`` is called; the state with the best
     ``valid_metric`` is kept and restored at the end, and training stops after ``patience``
     checks without improvement. Without ``validate`` the last state is kept.
@@ -230,11 +272,16 @@ def fit(
         weight_decay: L2 penalty on the ID embeddings each batch uses (default: 1e-4).
         loss: ``"softmax"`` (sampled softmax, ``num_negatives`` shared uniform negatives per
             batch) or ``"bpr"`` (one uniform negative per positive) (default: ``"softmax"``).
+        warm_negatives: draw negatives among items with training interactions only
+            (default: ``False``).
         temperature: softmax temperature (default: 0.5).
         aux_weight: weight of the per-branch losses (default: 0.5).
         cold_start_fraction: warm items masked per step (default: 0.1).
         drop_label_edges: leave each batch's positive pairs out of that step's message passing
             (default: ``False``).
+        gate_holdout: share of the training pairs held out of the branches' training (loss
+            and graph) to train the gate on unseen pairs (default: 0.05; ignored without a
+            learned gate).
         clip_grad_norm: max gradient norm, 0 = off (default: 5.0).
         valid_metric / eval_every / patience: early stopping (default: ``"ndcg@20"``, 1, 6).
         generator: random source of batches, negatives and masks (default: seeded with 0).
@@ -260,6 +307,16 @@ def fit(
     x_dict = {t: data[t].x.to(device) for t in data.node_types if "x" in data[t]}
     edge_index_dict = {e: v.to(device) for e, v in data.edge_index_dict.items()}
     positives = data[INTERACTS].edge_index  # [2, N] on CPU: sampling happens there.
+    train_graph, held_out, gate_batch_size = edge_index_dict, None, 0
+    if gate_holdout > 0 and model.gate is not None:
+        # A fixed share of pairs (seeded apart from the run, so a resumed run holds out the
+        # same), out of the branches' loss and graph: the gate's unseen pairs.
+        perm = torch.randperm(positives.size(1), generator=torch.Generator().manual_seed(0))
+        n_held = int(round(gate_holdout * positives.size(1)))
+        held_out, positives = positives[:, perm[:n_held]], positives[:, perm[n_held:]]
+        no_items = torch.zeros(model.num_items, dtype=torch.bool, device=device)
+        train_graph = drop_interactions(edge_index_dict, no_items, held_out.to(device))
+        gate_batch_size = max(1, math.ceil(batch_size * n_held / max(1, positives.size(1))))
     item_degree = degree(positives[1], model.num_items).long()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     result = FitResult(model)
@@ -282,8 +339,10 @@ def fit(
         for rows in bar:
             batch = sample_batch(positives, rows, item_degree, model.num_items, loss=loss,
                                  num_negatives=num_negatives,
-                                 cold_start_fraction=cold_start_fraction, generator=generator)
-            value = train_step(model, optimizer, x_dict, edge_index_dict, batch.to(device),
+                                 cold_start_fraction=cold_start_fraction, generator=generator,
+                                 warm_negatives=warm_negatives, held_out=held_out,
+                                 gate_batch_size=gate_batch_size)
+            value = train_step(model, optimizer, x_dict, train_graph, batch.to(device),
                                loss=loss, temperature=temperature, aux_weight=aux_weight,
                                weight_decay=weight_decay, drop_label_edges=drop_label_edges,
                                clip_grad_norm=clip_grad_norm, autocast=autocast)
@@ -335,7 +394,7 @@ def fit_kwargs(config: TrainConfig) -> dict[str, object]:
     """The :func:`fit` keyword arguments that a :class:`~hybridrec.config.TrainConfig` sets."""
     names = ("epochs", "batch_size", "lr", "weight_decay", "loss", "num_negatives",
              "temperature", "aux_weight", "cold_start_fraction", "drop_label_edges",
-             "clip_grad_norm",
+             "gate_holdout", "clip_grad_norm",
              "valid_metric", "eval_every", "patience", "amp", "show_progress")
     return {name: getattr(config, name) for name in names}
 

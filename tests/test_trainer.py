@@ -1,0 +1,181 @@
+"""fit / train_step on the tiny example graph: the loss falls, gradients are per batch, the best
+state is kept, and a killed run resumes to the same weights."""
+import math
+
+import pytest
+import torch
+
+from hybridrec.config import ModelConfig
+from hybridrec.data.split import random_split
+from hybridrec.data.tabular import load_csv
+from hybridrec.evaluate import evaluate
+from hybridrec.graph import build_graph
+from hybridrec.models import HybridModel, prepare_graph
+from hybridrec.models.hybrid import INTERACTS
+from hybridrec.trainer import Batch, compute_loss, fit, sample_batch, train_step
+
+EXAMPLES = "kg/examples"
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Small graphs: one thread avoids OpenMP stalls on a shared CPU (10-30x here).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    dataset = load_csv(f"{EXAMPLES}/interactions.csv", items=f"{EXAMPLES}/items.csv",
+                       users=f"{EXAMPLES}/users.csv", kg=f"{EXAMPLES}/graph.ttl",
+                       item_iri_column="iri", item_text_columns=("title", "year"),
+                       item_categorical_columns=("genre",), user_text_columns=("age",),
+                       user_categorical_columns=("gender", "occupation"))
+    split = random_split(dataset, (0.6, 0.2, 0.2), seed=0)
+    g = torch.Generator().manual_seed(0)
+    graph = build_graph(dataset, split.train,
+                        user_x=torch.randn(dataset.num_users, 16, generator=g),
+                        item_x=torch.randn(dataset.num_items, 16, generator=g),
+                        entity_x=torch.randn(dataset.num_entities, 16, generator=g))
+    return dataset, split, prepare_graph(graph, prune_leaf_entities=False)
+
+
+def _model(graph, **kwargs):
+    torch.manual_seed(0)
+    return HybridModel.from_config(ModelConfig(hidden_channels=8, **kwargs), graph)
+
+
+def _inputs(graph):
+    return ({t: graph[t].x for t in graph.node_types if "x" in graph[t]},
+            dict(graph.edge_index_dict))
+
+
+def _batch(graph, rows, seed, loss="softmax"):
+    positives = graph[INTERACTS].edge_index
+    degree = torch.bincount(positives[1], minlength=graph["item"].num_nodes)
+    return sample_batch(positives, rows, degree, graph["item"].num_nodes, loss=loss,
+                        num_negatives=6, cold_start_fraction=0.2,
+                        generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("loss", ["softmax", "bpr"])
+def test_a_few_steps_lower_the_loss(tiny, loss):
+    _, _, graph = tiny
+    model = _model(graph)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    x, edges = _inputs(graph)
+    batch = _batch(graph, torch.arange(graph[INTERACTS].edge_index.size(1)), 0, loss)
+    losses = [train_step(model, optimizer, x, edges, batch, loss=loss, weight_decay=1e-4,
+                         clip_grad_norm=5.0) for _ in range(15)]
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_gradients_hold_only_the_last_batch(tiny):
+    _, _, graph = tiny
+    x, edges = _inputs(graph)
+    first, second = _batch(graph, torch.arange(0, 10), 1), _batch(graph, torch.arange(10, 20), 2)
+    model = _model(graph)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_step(model, optimizer, x, edges, first)
+    before_second = {k: v.clone() for k, v in model.state_dict().items()}
+    train_step(model, optimizer, x, edges, second)
+    got = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    # The gradient of the second batch alone, at the weights the second step started from.
+    fresh = _model(graph)
+    fresh.load_state_dict(before_second)
+    probe = torch.optim.SGD(fresh.parameters(), lr=0.0)
+    train_step(fresh, probe, x, edges, second)
+    expected = {n: p.grad for n, p in fresh.named_parameters() if p.grad is not None}
+    assert got.keys() == expected.keys() and got
+    for name in got:
+        torch.testing.assert_close(got[name], expected[name], msg=name)
+
+
+def _validate(dataset, split):
+    return lambda scorer: evaluate(scorer, dataset, split, part="valid", ks=(5,))
+
+
+def test_fit_keeps_the_best_state(tiny):
+    dataset, split, graph = tiny
+    model = _model(graph)
+    seen = []
+    result = fit(model, graph, validate=_validate(dataset, split), epochs=6, batch_size=8,
+                 lr=0.01, num_negatives=6, valid_metric="ndcg@5", patience=10,
+                 show_progress=False, callback=seen.append)
+    assert [r["epoch"] for r in result.history] == list(range(1, 7)) and seen == result.history
+    scores = [r["valid_ndcg@5"] for r in result.history]
+    assert result.best_score == max(scores)
+    assert result.best_epoch == 1 + scores.index(max(scores))
+    x, edges = _inputs(graph)
+    again = evaluate(model.scorer(x, edges), dataset, split, part="valid", ks=(5,))["ndcg@5"]
+    assert again == pytest.approx(result.best_score)
+
+
+def test_unknown_valid_metric_is_named(tiny):
+    dataset, split, graph = tiny
+    with pytest.raises(ValueError, match="ndcg@50.*recall@5"):
+        fit(_model(graph), graph, validate=_validate(dataset, split), epochs=1, batch_size=64,
+            num_negatives=4, valid_metric="ndcg@50", show_progress=False)
+
+
+def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path):
+    dataset, split, graph = tiny
+    kwargs = dict(validate=_validate(dataset, split), batch_size=8, lr=0.01, num_negatives=6,
+                  valid_metric="ndcg@5", patience=10, show_progress=False)
+    straight = _model(graph)
+    fit(straight, graph, epochs=4, generator=torch.Generator().manual_seed(3), **kwargs)
+
+    first = _model(graph)
+    fit(first, graph, epochs=2, generator=torch.Generator().manual_seed(3),
+        checkpoint_dir=tmp_path, **kwargs)
+    # A new process: fresh model and generator; everything else comes from the checkpoint.
+    resumed = _model(graph)
+    torch.manual_seed(12345)
+    result = fit(resumed, graph, epochs=4, generator=torch.Generator().manual_seed(99),
+                 checkpoint_dir=tmp_path, resume=True, **kwargs)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    for key, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_batch_moves_to_a_device(tiny):
+    _, _, graph = tiny
+    batch = _batch(graph, torch.arange(4), 0)
+    assert isinstance(batch.to(torch.device("cpu")), Batch)
+
+
+@pytest.mark.parametrize("warm, expected", [(True, {0, 3}), (False, set(range(6)))])
+def test_warm_negatives_come_from_items_with_training_interactions(warm, expected):
+    positives = torch.tensor([[0, 1, 2, 0], [0, 0, 3, 3]])
+    degree = torch.bincount(positives[1], minlength=6)  # items 1, 2, 4, 5 never positive
+    batch = sample_batch(positives, torch.arange(4), degree, 6, loss="softmax",
+                         num_negatives=200, cold_start_fraction=0.0,
+                         generator=torch.Generator().manual_seed(0), warm_negatives=warm)
+    assert set(batch.negatives.flatten().tolist()) == expected
+
+
+def test_held_out_pairs_train_the_gate_only(tiny):
+    _, _, graph = tiny
+    x, edges = _inputs(graph)
+    model = _model(graph)
+    base = _batch(graph, torch.arange(0, 12), 5)
+
+    def grads(gate_users, gate_items):
+        batch = Batch(base.users, base.items, base.negatives, base.cold_items, gate_users,
+                      gate_items, base.negatives)
+        model.zero_grad()
+        compute_loss(model, x, edges, batch).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    a = grads(torch.tensor([0, 1]), torch.tensor([2, 3]))
+    b = grads(torch.tensor([4, 5]), torch.tensor([6, 1]))
+    for name in a:
+        if name.startswith("gate."):
+            assert not torch.allclose(a[name], b[name]), name
+        else:  # The held-out pairs reach no branch.
+            torch.testing.assert_close(a[name], b[name], msg=name)
