@@ -7,31 +7,19 @@ import torch
 from hybridrec.config import ModelConfig, RunConfig
 from hybridrec.data.errors import DataError
 from hybridrec.data.split import random_split
-from hybridrec.data.tabular import load_csv
 from hybridrec.graph import build_graph
 from hybridrec.models import HybridModel, prepare_graph
 from hybridrec.run import FILES, load_embeddings, load_run, save_run
 from hybridrec.train import evaluate_run
 from hybridrec.trainer import fit
 
-EXAMPLES = "kg/examples"
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small graphs: one thread avoids OpenMP stalls on a shared CPU (10-30x here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def fitted():
-    dataset = load_csv(f"{EXAMPLES}/interactions.csv", items=f"{EXAMPLES}/items.csv",
-                       users=f"{EXAMPLES}/users.csv", kg=f"{EXAMPLES}/graph.ttl",
-                       item_iri_column="iri", item_text_columns=("title", "year"),
-                       item_categorical_columns=("genre",))
+def fitted(example_dataset):
+    dataset = example_dataset
     split = random_split(dataset, (0.6, 0.2, 0.2), seed=1)
     g = torch.Generator().manual_seed(0)
     entity_has_text = torch.rand(dataset.num_entities, generator=g) > 0.5

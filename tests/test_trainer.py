@@ -7,32 +7,19 @@ import torch
 
 from hybridrec.config import ModelConfig
 from hybridrec.data.split import random_split
-from hybridrec.data.tabular import load_csv
 from hybridrec.evaluate import evaluate
 from hybridrec.graph import build_graph
 from hybridrec.models import HybridModel, prepare_graph
 from hybridrec.models.hybrid import INTERACTS
 from hybridrec.trainer import Batch, compute_loss, fit, sample_batch, train_step
 
-EXAMPLES = "kg/examples"
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small graphs: one thread avoids OpenMP stalls on a shared CPU (10-30x here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    dataset = load_csv(f"{EXAMPLES}/interactions.csv", items=f"{EXAMPLES}/items.csv",
-                       users=f"{EXAMPLES}/users.csv", kg=f"{EXAMPLES}/graph.ttl",
-                       item_iri_column="iri", item_text_columns=("title", "year"),
-                       item_categorical_columns=("genre",), user_text_columns=("age",),
-                       user_categorical_columns=("gender", "occupation"))
+def tiny(example_dataset):
+    dataset = example_dataset
     split = random_split(dataset, (0.6, 0.2, 0.2), seed=0)
     g = torch.Generator().manual_seed(0)
     graph = build_graph(dataset, split.train,

@@ -10,14 +10,7 @@ EDGE_TYPES = [("user", "interacts", "item"), ("item", "rev_interacts", "user"),
               ("item", "genre", "entity"), ("entity", "rev_genre", "item"),
               ("item", "sequel", "item")]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small graphs: one thread avoids OpenMP stalls on a shared CPU (10-30x here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _graph(seed: int = 0) -> dict:

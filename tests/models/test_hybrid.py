@@ -11,14 +11,7 @@ from hybridrec.models.hybrid import INTERACTS
 
 NUM_USERS, NUM_ITEMS, NUM_ENTITIES = 6, 8, 5
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small graphs: one thread avoids OpenMP stalls on a shared CPU (10-30x here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(seed: int = 0) -> HeteroData:
