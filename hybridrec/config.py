@@ -94,8 +94,9 @@ class TrainConfig:
     batch_size: int = 4096
     # Adam learning rate.
     lr: float = 0.005
-    # L2 penalty on the embeddings and weights used in a step (coupled, as in BPR/LightGCN).
-    weight_decay: float = 1e-4
+    # L2 penalty on the ID embeddings a batch uses, as BPR/LightGCN (1e-4 .. 1e-2: same
+    # validation NDCG@20 on ml-100k; the strong end as the tuned baselines prefer).
+    weight_decay: float = 0.01
     # Ranking loss: sampled softmax over shared negatives, or BPR with one negative per positive.
     loss: Loss = "softmax"
     # Uniform negatives shared by a batch (softmax loss).
@@ -112,7 +113,7 @@ class TrainConfig:
     aux_weight: float = 0.5
     # Share of the training pairs held out of the branches (loss and graph) on which the gate
     # alone is trained: fitted on the branches' own pairs, it prefers whichever memorises them.
-    gate_holdout: float = 0.05
+    gate_holdout: float = 0.1
     # Fraction of items whose ID embedding and interaction edges are masked per step
     # (simulated cold start, DropoutNet-style).
     cold_start_fraction: float = 0.1
@@ -125,7 +126,7 @@ class TrainConfig:
     # checks without improvement before stopping.
     valid_metric: str = "ndcg@20"
     eval_every: int = 1
-    patience: int = 6
+    patience: int = 8
     # Seed of the parameters, the negatives and the cold-start masks.
     seed: int = 0
     # "auto" (CUDA when present), "cpu", "cuda", "cuda:1" ...
@@ -214,7 +215,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         raise ValueError(errors[0])
     if origin is Literal:
         if value not in args:
-            raise ValueError(f"{where}: expected one of {', '.join(map(repr, args))}, got {value!r}")
+            choices = ", ".join(map(repr, args))
+            raise ValueError(f"{where}: expected one of {choices}, got {value!r}")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):

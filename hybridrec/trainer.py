@@ -226,7 +226,7 @@ def fit(
     epochs: int = 60,
     batch_size: int = 4096,
     lr: float = 0.005,
-    weight_decay: float = 1e-4,
+    weight_decay: float = 0.01,
     loss: LossKind = "softmax",
     num_negatives: int = 512,
     warm_negatives: bool = False,
@@ -234,11 +234,11 @@ def fit(
     aux_weight: float = 0.5,
     cold_start_fraction: float = 0.1,
     drop_label_edges: bool = False,
-    gate_holdout: float = 0.05,
+    gate_holdout: float = 0.1,
     clip_grad_norm: float = 5.0,
     valid_metric: str = "ndcg@20",
     eval_every: int = 1,
-    patience: int = 6,
+    patience: int = 8,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     amp: bool = True,
@@ -269,7 +269,7 @@ def fit(
         epochs: upper bound on passes over the training edges (default: 60).
         batch_size: positive pairs per step (default: 4096).
         lr: Adam learning rate (default: 0.005).
-        weight_decay: L2 penalty on the ID embeddings each batch uses (default: 1e-4).
+        weight_decay: L2 penalty on the ID embeddings each batch uses (default: 0.01).
         loss: ``"softmax"`` (sampled softmax, ``num_negatives`` shared uniform negatives per
             batch) or ``"bpr"`` (one uniform negative per positive) (default: ``"softmax"``).
         warm_negatives: draw negatives among items with training interactions only
@@ -280,10 +280,10 @@ def fit(
         drop_label_edges: leave each batch's positive pairs out of that step's message passing
             (default: ``False``).
         gate_holdout: share of the training pairs held out of the branches' training (loss
-            and graph) to train the gate on unseen pairs (default: 0.05; ignored without a
+            and graph) to train the gate on unseen pairs (default: 0.1; ignored without a
             learned gate).
         clip_grad_norm: max gradient norm, 0 = off (default: 5.0).
-        valid_metric / eval_every / patience: early stopping (default: ``"ndcg@20"``, 1, 6).
+        valid_metric / eval_every / patience: early stopping (default: ``"ndcg@20"``, 1, 8).
         generator: random source of batches, negatives and masks (default: seeded with 0).
         device: where to train (default: CUDA when present, else CPU).
         amp: bf16 autocast on CUDA (default: ``True``; ignored on CPU).

@@ -3,12 +3,12 @@ from hybridrec.models.gate import ScoreGate
 from hybridrec.models.gnn import HeteroGNN, RelationalLayer, RelationalPlan, RelationalPlanner
 from hybridrec.models.hybrid import (INTERACTS, REV_INTERACTS, HybridEmbeddings, HybridModel,
                                      HybridScorer, ScoreParts)
-from hybridrec.models.losses import bpr_loss, l2_penalty, sampled_softmax_loss
+from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
 from hybridrec.models.mf import MatrixFactorization
 from hybridrec.models.prepare import prepare_graph
 
 __all__ = [
     "INTERACTS", "REV_INTERACTS", "HeteroGNN", "HybridEmbeddings", "HybridModel", "HybridScorer",
     "MatrixFactorization", "RelationalLayer", "RelationalPlan", "ScoreGate", "ScoreParts",
-    "RelationalPlanner", "bpr_loss", "l2_penalty", "prepare_graph", "sampled_softmax_loss",
+    "RelationalPlanner", "bpr_loss", "prepare_graph", "sampled_softmax_loss",
 ]

@@ -139,8 +139,8 @@ class RelationalLayer(torch.nn.Module):
         \mathbf{h}^{\prime}_i = \sum_{r} \sum_{j \in \mathcal{N}_r(i)}
         \frac{1}{c_{i,r}} \mathbf{W}_r \mathbf{h}_j
 
-    It computes exactly what ``HeteroConv({r: SAGEConv(root_weight=False)})`` does, but fused per target
-    type: each relation transforms only its own source nodes, and one sparse matmul per target
+    It computes exactly what ``HeteroConv({r: SAGEConv(root_weight=False)})`` does, but fused
+    per target type: each relation transforms only its own source nodes, and one sparse matmul per target
     type aggregates all relations. ``HeteroConv`` instead materialises a dense
     :math:`(|\mathcal{V}_t|, F)` output per relation and stacks them (on ml-100k, ~20 outputs of
     8k entity rows per layer); this is about 3x faster there. With ``weight=False`` it is
@@ -169,7 +169,8 @@ class RelationalLayer(torch.nn.Module):
             bound = 1.0 / math.sqrt(self.channels)
             torch.nn.init.uniform_(self.weight, -bound, bound)
 
-    def forward(self, h_dict: dict[NodeType, Tensor], plan: RelationalPlan) -> dict[NodeType, Tensor]:
+    def forward(self, h_dict: dict[NodeType, Tensor],
+                plan: RelationalPlan) -> dict[NodeType, Tensor]:
         out = {}
         for dst_type, blocks in plan.blocks.items():
             parts = []

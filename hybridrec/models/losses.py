@@ -47,9 +47,3 @@ def sampled_softmax_loss(pos: Tensor, neg: Tensor, temperature: float = 1.0,
         mask = torch.cat([torch.zeros_like(neg_mask[:, :1]), neg_mask], dim=-1)
         logits = logits.masked_fill(mask, float("-inf"))
     return -torch.log_softmax(logits.float(), dim=-1)[:, 0].mean()
-
-
-def l2_penalty(*tensors: Tensor) -> Tensor:
-    r""":math:`\frac{1}{2} \sum \|\cdot\|^2` of the given tensors, divided by the rows of the first."""
-    total = sum((t.float().pow(2).sum() for t in tensors), tensors[0].new_zeros((), dtype=torch.float))
-    return total / (2 * max(1, tensors[0].size(0)))

@@ -71,7 +71,8 @@ class MatrixFactorization(torch.nn.Module):
             items, bias = items * keep.unsqueeze(-1), bias * keep
         if self.num_layers:
             if edge_index is None:
-                raise ValueError("MatrixFactorization: num_layers > 0 needs the user-item edge_index")
+                raise ValueError("MatrixFactorization: num_layers > 0 needs the user-item "
+                                 "edge_index")
             adj = self.adjacency(edge_index)
             x = out = torch.cat([users, items])
             for _ in range(self.num_layers):

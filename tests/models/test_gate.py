@@ -1,4 +1,4 @@
-"""The gate: values in (0, 1), it reacts to degree, and it learns to prefer the informative score."""
+"""The gate: in (0, 1), reacts to degree, learns to prefer the informative score."""
 import torch
 
 from hybridrec.models.gate import ScoreGate
@@ -25,7 +25,8 @@ def test_gate_reacts_to_degree():
     assert not torch.allclose(gate.item_mlp(low), gate.item_mlp(high))
     # The signals are log1p(degree) and detached norms.
     assert torch.allclose(high[:, 0], torch.log1p(torch.tensor(200.0)))
-    assert not ScoreGate.signals(torch.tensor([1]), torch.randn(1, 4, requires_grad=True)).requires_grad
+    emb = torch.randn(1, 4, requires_grad=True)
+    assert not ScoreGate.signals(torch.tensor([1]), emb).requires_grad
 
 
 def test_gate_learns_to_trust_the_gnn_where_items_are_cold():

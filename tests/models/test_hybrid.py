@@ -90,7 +90,8 @@ def test_ablations():
     no_text = HybridModel.from_config(ModelConfig(hidden_channels=8),
                                       prepare_graph(data, use_text=False))
     assert len(no_text.gnn.lin_in) == 0 and "item" in no_text.gnn.emb
-    no_kg = HybridModel.from_config(ModelConfig(hidden_channels=8), prepare_graph(data, use_kg=False))
+    no_kg = HybridModel.from_config(ModelConfig(hidden_channels=8),
+                                    prepare_graph(data, use_kg=False))
     assert no_kg.gnn.node_types == ["user", "item"]
     assert no_kg.gnn.edge_types == [INTERACTS, ("item", "rev_interacts", "user")]
 

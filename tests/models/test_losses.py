@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from hybridrec.models.losses import bpr_loss, l2_penalty, sampled_softmax_loss
+from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
 
 
 def test_bpr_loss():
@@ -27,8 +27,3 @@ def test_masked_negatives_are_ignored():
     pos, neg = torch.tensor([1.0]), torch.tensor([[1.0, 100.0]])
     masked = sampled_softmax_loss(pos, neg, 1.0, torch.tensor([[False, True]]))
     torch.testing.assert_close(masked, torch.tensor(math.log(2.0)))
-
-
-def test_l2_penalty():
-    a, b = torch.ones(4, 2), torch.ones(3, 2)
-    torch.testing.assert_close(l2_penalty(a, b), torch.tensor((8 + 6) / (2 * 4)))
