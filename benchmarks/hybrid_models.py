@@ -18,7 +18,7 @@ import torch
 from benchmarks.registry import ModelContext, register_model
 from hybridrec.config import ModelConfig, RunConfig, TrainConfig
 from hybridrec.scoring import Scorer
-from hybridrec.train import fit_hybrid, gate_report
+from hybridrec.train import fit_hybrid, gate_report, text_features
 
 #: Name -> the ModelConfig fields it switches off.
 ABLATIONS: dict[str, dict[str, bool]] = {
@@ -40,7 +40,9 @@ def hybrid_config(ctx: ModelContext, **model: Any) -> RunConfig:
 def fit_for_benchmark(ctx: ModelContext, **model: Any) -> Scorer:
     """Train one hybrid variant on ``ctx.split`` and record what was chosen."""
     config = hybrid_config(ctx, **model)
-    features = ctx.text_features() if config.model.use_text else None
+    # The hybrid's own text settings (profile-only user texts by default; served from the
+    # on-disk text cache after the first variant).
+    features = text_features(config, ctx.dataset, ctx.split, ctx.device)
     threads = torch.get_num_threads()
     torch.set_num_threads(config.train.num_threads or threads)
     try:
