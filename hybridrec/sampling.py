@@ -27,6 +27,26 @@ def uniform_items(num_items: int, size: tuple[int, ...], generator: torch.Genera
     return candidates[torch.randint(len(candidates), size, generator=generator)]
 
 
+def pair_keys(users: Tensor, items: Tensor, num_items: int) -> Tensor:
+    """``user * num_items + item``: one int64 key per (user, item) pair (broadcasting)."""
+    return users * num_items + items
+
+
+def known_pairs(users: Tensor, negatives: Tensor, known_keys: Tensor, num_items: int) -> Tensor:
+    """``True`` where a sampled negative is one of the user's training items: ``[B, K]`` for
+    negatives ``[1, K]`` shared by the batch's users ``[B]``, ``[B]`` for one per user.
+
+    Such a negative is a false one: the evaluator masks training items, so pushing it down
+    teaches nothing it is judged on, and it penalises exactly the model that remembers a
+    user's items best (the gate learns to distrust the better branch).
+
+    Args:
+        known_keys: :func:`pair_keys` of the training pairs.
+    """
+    rows = users.unsqueeze(-1) if negatives.dim() == 2 else users
+    return torch.isin(pair_keys(rows, negatives, num_items), known_keys)
+
+
 def cold_item_mask(item_degree: Tensor, fraction: float, generator: torch.Generator) -> Tensor:
     """Pick ``round(fraction * warm items)`` warm items to treat as cold for one step.
 

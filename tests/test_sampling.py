@@ -41,3 +41,13 @@ def test_drop_interactions_both_directions_and_label_pairs():
 def test_uniform_items_from_candidates():
     picks = uniform_items(10, (500,), torch.Generator().manual_seed(0), torch.tensor([2, 7]))
     assert set(picks.tolist()) == {2, 7}
+
+
+def test_known_pairs_flags_the_users_own_items():
+    from hybridrec.sampling import known_pairs, pair_keys
+
+    known = torch.unique(pair_keys(torch.tensor([0, 0, 1]), torch.tensor([2, 3, 4]), 5))
+    shared = known_pairs(torch.tensor([0, 1]), torch.tensor([[2, 4, 1]]), known, 5)
+    assert shared.tolist() == [[True, False, False], [False, True, False]]
+    one_each = known_pairs(torch.tensor([0, 1]), torch.tensor([3, 3]), known, 5)
+    assert one_each.tolist() == [True, False]

@@ -153,8 +153,8 @@ def test_held_out_pairs_train_the_gate_only(tiny):
     base = _batch(graph, torch.arange(0, 12), 5)
 
     def grads(gate_users, gate_items):
-        batch = Batch(base.users, base.items, base.negatives, base.cold_items, gate_users,
-                      gate_items, base.negatives)
+        batch = Batch(base.users, base.items, base.negatives, base.cold_items,
+                      gate_users=gate_users, gate_items=gate_items, gate_negatives=base.negatives)
         model.zero_grad()
         compute_loss(model, x, edges, batch).backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -166,3 +166,36 @@ def test_held_out_pairs_train_the_gate_only(tiny):
             assert not torch.allclose(a[name], b[name]), name
         else:  # The held-out pairs reach no branch.
             torch.testing.assert_close(a[name], b[name], msg=name)
+
+
+def test_held_out_pairs_are_negatives_for_the_branches_but_not_for_the_gate():
+    from hybridrec.sampling import pair_keys
+
+    branch = torch.tensor([[0, 0, 1], [1, 2, 3]])
+    held_out = torch.tensor([[0], [4]])
+    every = torch.cat([branch, held_out], dim=1)
+    batch = sample_batch(branch, torch.arange(3), torch.bincount(branch[1], minlength=6), 6,
+                         loss="softmax", num_negatives=6, cold_start_fraction=0.0,
+                         generator=torch.Generator().manual_seed(0), held_out=held_out,
+                         gate_batch_size=1,
+                         known_keys=torch.unique(pair_keys(branch[0], branch[1], 6)),
+                         gate_known_keys=torch.unique(pair_keys(every[0], every[1], 6)))
+    assert batch.negatives.tolist() == [list(range(6))]  # the whole catalogue: full softmax
+    assert batch.negative_mask[0].tolist() == [False, True, True, False, False, False]
+    assert batch.gate_negative_mask[0].tolist() == [False, True, True, False, True, False]
+
+
+def test_an_als_branch_is_solved_on_the_branch_pairs_and_ends_on_every_pair(tiny):
+    from hybridrec.baselines.als import als_factors
+
+    _, _, graph = tiny
+    model = _model(graph)
+    fit(model, graph, epochs=1, batch_size=16, num_negatives=6, gate_holdout=0.3,
+        generator=torch.Generator().manual_seed(5), show_progress=False)
+    seed = int(torch.randint(2**31 - 1, (1,), generator=torch.Generator().manual_seed(5)))
+    pairs = graph[INTERACTS].edge_index
+    users, items = als_factors(pairs[0], pairs[1], model.num_users, model.num_items,
+                               factors=model.mf.embedding_dim, regularization=20.0, alpha=3.0,
+                               random_state=seed)
+    torch.testing.assert_close(model.mf.user_emb.weight, users)
+    torch.testing.assert_close(model.mf.item_emb.weight, items)

@@ -11,9 +11,55 @@ from torch import Tensor
 
 from hybridrec.baselines.base import BaseScorer
 from hybridrec.data.dataset import Interactions
-from hybridrec.scoring import UserItems
 
 log = logging.getLogger(__name__)
+
+
+def als_factors(
+    user_index: Tensor | np.ndarray,
+    item_index: Tensor | np.ndarray,
+    num_users: int,
+    num_items: int,
+    *,
+    factors: int,
+    regularization: float,
+    alpha: float,
+    iterations: int = 15,
+    random_state: int = 0,
+    num_threads: int = 0,
+    device: torch.device | None = None,
+    show_progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    r"""User and item factors ``[U, f]``, ``[I, f]`` (float32, CPU) of the binary matrix of the
+    pairs ``(user_index, item_index)``, by ``implicit``'s ALS (see :class:`ALS` for the
+    objective). Repeated pairs count once. On CUDA the GPU solver is used when ``implicit``
+    was built with it."""
+    import implicit.cpu.als
+    import implicit.gpu
+
+    user_index, item_index = (np.asarray(i.cpu() if isinstance(i, Tensor) else i)
+                              for i in (user_index, item_index))
+    user_items = sp.csr_matrix((np.ones(len(user_index), np.float32), (user_index, item_index)),
+                               shape=(num_users, num_items))
+    user_items.sum_duplicates()
+    user_items.data[:] = 1.0
+    kwargs = dict(factors=factors, regularization=regularization, alpha=alpha,
+                  iterations=iterations, random_state=random_state)
+    if device is not None and device.type == "cuda" and implicit.gpu.HAS_CUDA:
+        import implicit.gpu.als
+
+        model = implicit.gpu.als.AlternatingLeastSquares(**kwargs)
+        model.fit(user_items, show_progress=show_progress)
+        model = model.to_cpu()
+    else:
+        if device is not None and device.type == "cuda":
+            log.warning("ALS: implicit was built without CUDA; fitting on CPU")
+        # implicit asks for single-threaded BLAS (it parallelises itself, and warns).
+        with threadpool_limits(1, "blas"):
+            model = implicit.cpu.als.AlternatingLeastSquares(num_threads=num_threads, **kwargs)
+            model.fit(user_items, show_progress=show_progress)
+    return (torch.from_numpy(np.asarray(model.user_factors)).float(),
+            torch.from_numpy(np.asarray(model.item_factors)).float())
 
 
 class ALS(BaseScorer):
@@ -63,32 +109,13 @@ class ALS(BaseScorer):
 
     def fit(self, train: Interactions, num_users: int, num_items: int) -> ALS:
         """Factorise the binary training matrix."""
-        import implicit.cpu.als
-        import implicit.gpu
-
         self._start_fit(num_users, num_items, self.device)
-        history = UserItems.from_interactions(train, num_users, num_items)
-        user_items = sp.csr_matrix(
-            (np.ones(len(history), np.float32), history.indices.numpy(), history.indptr.numpy()),
-            shape=(num_users, num_items))
-        kwargs = dict(factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-                      iterations=self.iterations, random_state=self.random_state)
-        if self.device_.type == "cuda" and implicit.gpu.HAS_CUDA:
-            import implicit.gpu.als
-
-            model = implicit.gpu.als.AlternatingLeastSquares(**kwargs)
-            model.fit(user_items, show_progress=self.show_progress)
-            model = model.to_cpu()
-        else:
-            if self.device_.type == "cuda":
-                log.warning("ALS: implicit was built without CUDA; fitting on CPU")
-            # implicit asks for single-threaded BLAS (it parallelises itself, and warns).
-            with threadpool_limits(1, "blas"):
-                model = implicit.cpu.als.AlternatingLeastSquares(num_threads=self.num_threads,
-                                                                 **kwargs)
-                model.fit(user_items, show_progress=self.show_progress)
-        self._load_state({"user_factors": torch.from_numpy(np.asarray(model.user_factors)),
-                          "item_factors": torch.from_numpy(np.asarray(model.item_factors))})
+        users, items = als_factors(
+            train.user_index, train.item_index, num_users,
+            num_items, factors=self.factors, regularization=self.regularization,
+            alpha=self.alpha, iterations=self.iterations, random_state=self.random_state,
+            num_threads=self.num_threads, device=self.device_, show_progress=self.show_progress)
+        self._load_state({"user_factors": users, "item_factors": items})
         return self
 
     def _score(self, user_index: Tensor) -> Tensor:

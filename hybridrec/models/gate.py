@@ -11,12 +11,16 @@ class ScoreGate(torch.nn.Module):
 
     .. math::
         g(u, i) = \sigma\big(\phi_U(\mathbf{z}_u) + \phi_I(\mathbf{z}_i)\big), \qquad
-        s(u, i) = g(u, i)\, s_{\text{gnn}}(u, i) + \big(1 - g(u, i)\big)\, s_{\text{mf}}(u, i)
+        s(u, i) = g(u, i)\, \tilde s_{\text{gnn}}(u, i)
+            + \big(1 - g(u, i)\big)\, \tilde s_{\text{mf}}(u, i)
 
     where :math:`\phi_U, \phi_I` are small MLPs and the signals :math:`\mathbf{z}` of a node are
     its log-degree in the training graph, :math:`\log(1 + \deg)`, and the norms of its GNN and
     MF embeddings (detached: the gate reads the branches, it does not reshape them). The sum
-    form keeps full ranking cheap: a :math:`(B, I)` gate is one broadcast add.
+    form keeps full ranking cheap: a :math:`(B, I)` gate is one broadcast add. The scores
+    :math:`\tilde s` it mixes are each branch's scores standardised per user over the catalogue
+    (see :class:`~hybridrec.models.HybridModel`), so :math:`g` weighs the branches on one
+    scale.
 
     Args:
         num_signals: signals per node (default: :obj:`3`).

@@ -350,8 +350,8 @@ class HeteroGNN(torch.nn.Module):
                     h = text if h is None else h + text
                 else:
                     text = self.lin_in[t](x.index_select(0, rows))
-                    h = (text.new_zeros(n, text.size(1)) if h is None else h).index_add(
-                        0, rows, text)
+                    base = text.new_zeros(n, text.size(1)) if h is None else h
+                    h = base.index_add(0, rows, text.to(base.dtype))  # bf16 under autocast
             out[t] = h
         return out
 

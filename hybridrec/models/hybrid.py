@@ -15,7 +15,7 @@ from torch_geometric.utils import degree
 from hybridrec.config import ModelConfig
 from hybridrec.models.gate import ScoreGate
 from hybridrec.models.gnn import ConvKind, HeteroGNN
-from hybridrec.models.mf import MatrixFactorization
+from hybridrec.models.mf import MatrixFactorization, Solver
 
 INTERACTS: EdgeType = ("user", "interacts", "item")
 REV_INTERACTS: EdgeType = ("item", "rev_interacts", "user")
@@ -46,6 +46,14 @@ class HybridEmbeddings:
     item_text: Tensor | None = None
     text_scale: Tensor | None = None
 
+    def detach_branches(self) -> HybridEmbeddings:
+        """A copy whose branch outputs are detached and gate outputs are not: a loss on its
+        mixed scores trains the gate alone."""
+        gate_fields = ("user_gate", "item_gate")
+        return HybridEmbeddings(**{
+            f.name: (value if value is None or f.name in gate_fields else value.detach())
+            for f in fields(self) for value in (getattr(self, f.name),)})
+
     def to_dict(self) -> dict[str, Tensor]:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if getattr(self, f.name) is not None}
@@ -57,7 +65,7 @@ class HybridEmbeddings:
 
 @dataclass
 class ScoreParts:
-    """The mixed score and its parts, all of one shape."""
+    """The mixed score and its parts (raw branch scores), all of one shape."""
 
     score: Tensor
     gnn: Tensor
@@ -70,7 +78,9 @@ class HybridModel(torch.nn.Module):
     over IDs, and a gate that mixes their scores.
 
     .. math::
-        s(u, i) &= g(u, i)\, s_{\text{gnn}}(u, i) + \big(1 - g(u, i)\big)\, s_{\text{mf}}(u, i)
+        s(u, i) &= g(u, i)\, \tilde s_{\text{gnn}}(u, i)
+            + \big(1 - g(u, i)\big)\, \tilde s_{\text{mf}}(u, i), \qquad
+        \tilde s(u, i) = \frac{s(u, i) - \mu_u}{\sigma_u}
         \\
         s_{\text{gnn}}(u, i) &= \mathbf{z}_u^\top \mathbf{z}_i
             + e^{\gamma}\, \bar{\mathbf{t}}_u^\top \hat{\mathbf{t}}_i, \qquad
@@ -81,7 +91,10 @@ class HybridModel(torch.nn.Module):
     :math:`g` from :class:`~hybridrec.models.ScoreGate`, and the optional parameter-free text
     channel: :math:`\hat{\mathbf{t}}_i` the unit text vector of item :math:`i` and
     :math:`\bar{\mathbf{t}}_u` the normalised mean over the user's training items (the
-    text-only baseline's score), weighted by a learned :math:`e^{\gamma}`.
+    text-only baseline's score), weighted by a learned :math:`e^{\gamma}`. Each branch's score
+    is standardised per user, :math:`\mu_u, \sigma_u` its mean and deviation over every item,
+    before the mix: the raw ranges differ by branch and user, and a per-item gate on raw scores
+    would lift or sink items by the range of the branch it leans on.
 
     Cold start is read off the graph: an item (user) with no ``interacts`` edge in the
     ``edge_index_dict`` given to :meth:`embed` has its MF embedding and bias zeroed and its
@@ -102,8 +115,11 @@ class HybridModel(torch.nn.Module):
         conv: the GNN operator (default: :obj:`"rgcn"`).
         dropout: GNN dropout (default: :obj:`0.0`).
         use_mf: build the MF branch; without it :math:`s = s_{\text{gnn}}` (default: :obj:`True`).
+        mf_channels: MF embedding width (default: ``hidden_channels``).
         mf_layers: LightGCN propagation steps on the MF branch (default: :obj:`0`).
         mf_bias: item bias in the MF branch (default: :obj:`True`).
+        mf_solver / mf_regularization / mf_alpha: how the MF branch is fitted (see
+            :class:`MatrixFactorization`) (default: :obj:`"gradient"`, :obj:`20.0`, :obj:`3.0`).
         gate: ``"learned"`` or ``"fixed"`` (:math:`g = 1/2`) (default: :obj:`"learned"`).
         gate_hidden: width of the gate's MLPs (default: :obj:`16`).
         text_channel: add the text channel (needs item features) (default: :obj:`True`).
@@ -129,8 +145,12 @@ class HybridModel(torch.nn.Module):
         conv: ConvKind = "rgcn",
         dropout: float = 0.0,
         use_mf: bool = True,
+        mf_channels: int | None = None,
         mf_layers: int = 0,
         mf_bias: bool = True,
+        mf_solver: Solver = "gradient",
+        mf_regularization: float = 20.0,
+        mf_alpha: float = 3.0,
         gate: GateKind = "learned",
         gate_hidden: int = 16,
         text_channel: bool = True,
@@ -152,8 +172,10 @@ class HybridModel(torch.nn.Module):
         self.gnn = HeteroGNN(metadata, num_nodes_dict, in_channels_dict,
                              {"user": True} if id_mask_dict is None else id_mask_dict,
                              text_mask_dict, hidden_channels, num_layers, conv, dropout)
-        self.mf = (MatrixFactorization(self.num_users, self.num_items, hidden_channels,
-                                       mf_layers, mf_bias) if use_mf else None)
+        self.mf = (MatrixFactorization(self.num_users, self.num_items,
+                                       mf_channels or hidden_channels, mf_layers, mf_bias,
+                                       mf_solver, mf_regularization, mf_alpha)
+                   if use_mf else None)
         self.gate = (ScoreGate(3, gate_hidden) if use_mf and gate == "learned" else None)
         self.text_channel = text_channel and bool(in_channels_dict.get("item"))
         self.text_log_scale = Parameter(torch.zeros(1)) if self.text_channel else None
@@ -177,7 +199,10 @@ class HybridModel(torch.nn.Module):
                    content_items=config.content_items,
                    hidden_channels=config.hidden_channels,
                    num_layers=config.num_layers, conv=config.conv, dropout=config.dropout,
-                   use_mf=config.use_mf, mf_layers=config.mf_layers, mf_bias=config.mf_bias,
+                   use_mf=config.use_mf, mf_channels=config.mf_channels,
+                   mf_layers=config.mf_layers, mf_bias=config.mf_bias,
+                   mf_solver=config.mf_solver, mf_regularization=config.mf_regularization,
+                   mf_alpha=config.mf_alpha,
                    gate="learned" if config.use_gate else "fixed",
                    gate_hidden=config.gate_hidden)
 
@@ -244,7 +269,8 @@ class HybridModel(torch.nn.Module):
         for node_type, index in (("user", user_index), ("item", item_index)):
             if node_type in self.gnn.emb:
                 tables.append((self.gnn.emb[node_type].weight, index))
-        total = sum(w.index_select(0, i.reshape(-1)).float().pow(2).sum() for w, i in tables)
+        total = sum(w.index_select(0, i.reshape(-1)).float().pow(2).sum() for w, i in tables
+                    if w.requires_grad)  # not the frozen ALS factors
         return total / (2 * max(1, user_index.numel()))
 
     def score(self, emb: HybridEmbeddings, user_index: Tensor,
@@ -256,6 +282,12 @@ class HybridModel(torch.nn.Module):
         items (``[B, K]``), and ``None`` scores every item (``[B, num_items]``).
         """
         return _score(emb, user_index, item_index, self.use_mf, self.gate_kind)
+
+    def branch_scores(self, emb: HybridEmbeddings, user_index: Tensor,
+                      item_index: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The raw GNN and MF scores alone (``None`` without MF), shaped as :meth:`score`'s;
+        cheaper than :meth:`score`, which normalises each over every item to mix them."""
+        return _branch_scores(emb, user_index, item_index)
 
     def forward(
         self,
@@ -285,42 +317,62 @@ def _gather(t: Tensor, index: Tensor) -> Tensor:
     return t.index_select(0, index.reshape(-1)).reshape(*index.shape, *t.shape[1:])
 
 
-def _score(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None,
-           use_mf: bool, gate_kind: str) -> ScoreParts:
-    def dot(users: Tensor, items: Tensor, idx: Tensor | None) -> Tensor:
+def _branch_scores(emb: HybridEmbeddings, user_index: Tensor,
+                   item_index: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """The raw GNN and MF scores (``None`` without MF) in the shape :meth:`HybridModel.score`
+    describes."""
+    def dot(users: Tensor, items: Tensor) -> Tensor:
         u = users.index_select(0, user_index)  # [B, H]
-        if idx is None:
+        if item_index is None:
             return u @ items.t()  # [B, I]
-        i = _gather(items, idx)
-        if idx.dim() == 1:
+        i = _gather(items, item_index)
+        if item_index.dim() == 1:
             return (u * i).sum(-1)  # [B]
-        if idx.size(0) == 1:
+        if item_index.size(0) == 1:
             return u @ i[0].t()  # [B, K], the same K items for every user
         return torch.einsum("bh,bkh->bk", u, i)  # [B, K]
 
-    def per_item(values: Tensor) -> Tensor:
-        if item_index is None:
-            return values.unsqueeze(0)  # [1, I]
-        return _gather(values, item_index)
-
-    def per_user(values: Tensor) -> Tensor:
-        v = values.index_select(0, user_index)
-        return v if item_index is not None and item_index.dim() == 1 else v.unsqueeze(-1)
-
-    s_gnn = dot(emb.user_gnn, emb.item_gnn, item_index)
+    s_gnn = dot(emb.user_gnn, emb.item_gnn)
     if emb.user_text is not None:
         with torch.no_grad():  # constant features: only the scale learns
-            s_text = dot(emb.user_text, emb.item_text, item_index)
+            s_text = dot(emb.user_text, emb.item_text)
         s_gnn = s_gnn + emb.text_scale * s_text.to(s_gnn.dtype)
+    if emb.user_mf is None:
+        return s_gnn, None
+    bias = (emb.item_bias.unsqueeze(0) if item_index is None
+            else _gather(emb.item_bias, item_index))
+    return s_gnn, dot(emb.user_mf, emb.item_mf) + bias
+
+
+def _score(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None,
+           use_mf: bool, gate_kind: str) -> ScoreParts:
+    s_gnn, s_mf = _branch_scores(emb, user_index, item_index)
     if not use_mf:
         return ScoreParts(s_gnn, s_gnn, None, None)
-    s_mf = dot(emb.user_mf, emb.item_mf, item_index) + per_item(emb.item_bias)
     if gate_kind == "fixed":
         gate = torch.full_like(s_gnn, 0.5)
     else:
-        gate = torch.sigmoid(per_user(emb.user_gate) + per_item(emb.item_gate))
+        users = emb.user_gate.index_select(0, user_index)
+        if item_index is None:
+            gate = torch.sigmoid(users.unsqueeze(-1) + emb.item_gate.unsqueeze(0))
+        else:
+            items = _gather(emb.item_gate, item_index)
+            gate = torch.sigmoid((users if item_index.dim() == 1 else users.unsqueeze(-1)) + items)
         gate = gate.expand_as(s_gnn)
-    return ScoreParts(ScoreGate.mix(s_gnn, s_mf, gate), s_gnn, s_mf, gate)
+    # Each branch standardised per user over the whole catalogue: on one scale, so a per-item
+    # gate weighs how far each branch lifts an item above its usual, not the branch's range.
+    all_gnn, all_mf = ((s_gnn, s_mf) if item_index is None
+                       else _branch_scores(emb, user_index, None))
+
+    def standard(s: Tensor, full: Tensor) -> Tensor:
+        full = full.float()
+        mean, std = full.mean(-1), full.std(-1).clamp(min=1e-6)  # [B]
+        if s.dim() > 1:
+            mean, std = mean.unsqueeze(-1), std.unsqueeze(-1)
+        return ((s.float() - mean) / std).to(s.dtype)
+
+    mixed = ScoreGate.mix(standard(s_gnn, all_gnn), standard(s_mf, all_mf), gate)
+    return ScoreParts(mixed, s_gnn, s_mf, gate)
 
 
 class HybridScorer:

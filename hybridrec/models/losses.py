@@ -6,20 +6,29 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def bpr_loss(pos: Tensor, neg: Tensor) -> Tensor:
+def bpr_loss(pos: Tensor, neg: Tensor, neg_mask: Tensor | None = None) -> Tensor:
     r"""Bayesian personalised ranking (`Rendle et al. <https://arxiv.org/abs/1205.2618>`_).
 
     .. math::
         \mathcal{L} = -\frac{1}{B} \sum_{b} \log \sigma\big(s_{b}^{+} - s_{b}^{-}\big)
 
+    Args:
+        pos: positive scores.
+        neg: negative scores.
+        neg_mask: ``True`` where a negative must be ignored (the mean runs over the rest).
+
     Shapes:
         - **input:** positive scores :math:`(B,)`, negative scores :math:`(B,)` or
-          :math:`(B, K)` (averaged over :math:`K`)
+          :math:`(B, K)` (averaged over :math:`K`), mask of ``neg``'s shape
         - **output:** scalar
     """
     if neg.dim() == pos.dim() + 1:
         pos = pos.unsqueeze(-1)
-    return -F.logsigmoid(pos - neg).mean()
+    losses = -F.logsigmoid(pos - neg)
+    if neg_mask is None:
+        return losses.mean()
+    keep = (~neg_mask).to(losses.dtype)
+    return (losses * keep).sum() / keep.sum().clamp(min=1)
 
 
 def sampled_softmax_loss(pos: Tensor, neg: Tensor, temperature: float = 1.0,

@@ -27,3 +27,9 @@ def test_masked_negatives_are_ignored():
     pos, neg = torch.tensor([1.0]), torch.tensor([[1.0, 100.0]])
     masked = sampled_softmax_loss(pos, neg, 1.0, torch.tensor([[False, True]]))
     torch.testing.assert_close(masked, torch.tensor(math.log(2.0)))
+
+
+def test_bpr_masked_pairs_leave_the_mean():
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    masked = bpr_loss(pos, neg, torch.tensor([False, True]))
+    assert abs(float(masked) - math.log(1 + math.exp(-1))) < 1e-6

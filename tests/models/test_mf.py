@@ -45,3 +45,21 @@ def test_propagation_equals_pyg_lightgcn():
 def test_propagation_needs_the_graph():
     with pytest.raises(ValueError, match="edge_index"):
         MatrixFactorization(2, 2, 4, num_layers=1)()
+
+
+def test_als_solver_matches_the_als_baseline_and_freezes():
+    from hybridrec.baselines.als import als_factors
+
+    g = torch.Generator().manual_seed(0)
+    edges = torch.stack([torch.randint(5, (30,), generator=g), torch.randint(7, (30,), generator=g)])
+    mf = MatrixFactorization(5, 7, 4, bias=False, solver="als", regularization=1.0, alpha=2.0)
+    users, items = mf.als_solution(edges, seed=3)
+    expected = als_factors(edges[0], edges[1], 5, 7, factors=4, regularization=1.0, alpha=2.0,
+                           random_state=3)
+    torch.testing.assert_close(users, expected[0])
+    torch.testing.assert_close(items, expected[1])
+    mf.load_factors(users, items)
+    assert not mf.user_emb.weight.requires_grad and not mf.item_emb.weight.requires_grad
+    torch.testing.assert_close(mf()[0] @ mf()[1].t(), users @ items.t())
+    with pytest.raises(ValueError, match="solver='gradient'"):
+        MatrixFactorization(5, 7, 4).als_solution(edges)
