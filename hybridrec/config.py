@@ -62,8 +62,8 @@ class ModelConfig:
     # The per-relation PyG operator of the GNN branch.
     conv: Conv = "rgcn"
     # How the MF branch is fitted: "als" = closed-form weighted ALS on the branch's training
-    # pairs, then frozen (only its score scale and item bias learn); "gradient" = jointly with
-    # the GNN by the ranking loss. Measured on ml-100k (random split, test NDCG@20): the ALS
+    # pairs, then frozen (only the item bias, if on, learns); "gradient" = by the ranking loss,
+    # beside the GNN. Measured on ml-100k (random split, test NDCG@20): the ALS
     # factors alone 0.353, the gradient-fitted branch alone 0.305.
     mf_solver: MFSolver = "als"
     # Width of the MF branch's embeddings (ALS: 32 factors won the validation grid).

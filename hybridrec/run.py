@@ -51,7 +51,7 @@ from hybridrec.models.hybrid import HybridEmbeddings, HybridModel, HybridScorer
 
 log = logging.getLogger(__name__)
 
-FORMAT = "hybridrec-run/1"
+FORMAT = "hybridrec-run/2"  # 2: ALS-solved MF branch, standardised mix
 FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
          "embeddings.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
          "train.log")

@@ -32,7 +32,8 @@ def pair_keys(users: Tensor, items: Tensor, num_items: int) -> Tensor:
     return users * num_items + items
 
 
-def known_pairs(users: Tensor, negatives: Tensor, known_keys: Tensor, num_items: int) -> Tensor:
+def known_pairs(users: Tensor, negatives: Tensor, known_keys: Tensor | KnownPairs,
+                num_items: int) -> Tensor:
     """``True`` where a sampled negative is one of the user's training items: ``[B, K]`` for
     negatives ``[1, K]`` shared by the batch's users ``[B]``, ``[B]`` for one per user.
 
@@ -41,10 +42,42 @@ def known_pairs(users: Tensor, negatives: Tensor, known_keys: Tensor, num_items:
     user's items best (the gate learns to distrust the better branch).
 
     Args:
-        known_keys: :func:`pair_keys` of the training pairs.
+        known_keys: :func:`pair_keys` of the training pairs, or a :class:`KnownPairs`.
     """
+    if isinstance(known_keys, KnownPairs):
+        return known_keys.lookup(users, negatives)
     rows = users.unsqueeze(-1) if negatives.dim() == 2 else users
     return torch.isin(pair_keys(rows, negatives, num_items), known_keys)
+
+
+class KnownPairs:
+    """A set of (user, item) pairs for :func:`known_pairs`: a dense ``bool [U, I]`` table when
+    that is small (a gather per lookup), else sorted keys (``torch.isin``).
+
+    Args:
+        edge_index: the pairs ``[2, N]`` (users in row 0).
+        num_users / num_items: the table's shape.
+        max_dense: the largest ``U * I`` kept dense (default: 50M, 50 MB).
+    """
+
+    def __init__(self, edge_index: Tensor, num_users: int, num_items: int,
+                 max_dense: int = 50_000_000) -> None:
+        self.num_items = num_items
+        self.table: Tensor | None = None
+        self.keys: Tensor | None = None
+        if num_users * num_items <= max_dense:
+            self.table = torch.zeros(num_users, num_items, dtype=torch.bool)
+            self.table[edge_index[0], edge_index[1]] = True
+        else:
+            self.keys = torch.unique(pair_keys(edge_index[0], edge_index[1], num_items))
+
+    def lookup(self, users: Tensor, items: Tensor) -> Tensor:
+        """``True`` where ``(users, items)`` is in the set; shapes as :func:`known_pairs`."""
+        if self.table is None:
+            return known_pairs(users, items, self.keys, self.num_items)
+        if items.dim() == 2:  # [1, K] shared: rows of the table, K columns
+            return self.table.index_select(0, users).index_select(1, items[0])
+        return self.table[users, items]
 
 
 def cold_item_mask(item_degree: Tensor, fraction: float, generator: torch.Generator) -> Tensor:

@@ -28,8 +28,8 @@ from hybridrec.sampling import (
     cold_item_mask,
     drop_interactions,
     edge_batches,
+    KnownPairs,
     known_pairs,
-    pair_keys,
     uniform_items,
 )
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 LossKind = Literal["softmax", "bpr"]
 CHECKPOINT_FILE = "checkpoint.safetensors"
-_FORMAT = "hybridrec-checkpoint/1"
+_FORMAT = "hybridrec-checkpoint/2"
 
 Validate = Callable[[HybridScorer], dict[str, object]]
 
@@ -94,8 +94,8 @@ def sample_batch(
     warm_negatives: bool = False,
     held_out: Tensor | None = None,
     gate_batch_size: int = 0,
-    known_keys: Tensor | None = None,
-    gate_known_keys: Tensor | None = None,
+    known_keys: KnownPairs | Tensor | None = None,
+    gate_known_keys: KnownPairs | Tensor | None = None,
 ) -> Batch:
     """Draw negatives and the simulated cold items for the positive pairs ``positives[:, rows]``.
 
@@ -103,8 +103,8 @@ def sample_batch(
     an item that is never a positive (a held-out cold item) would otherwise only ever be
     pushed down, and the model would learn to bury exactly the items whose text and KG it
     should rank. With ``held_out`` pairs ``[2, H]``, ``gate_batch_size`` of them are drawn for
-    the gate. With ``known_keys`` (sorted :func:`~hybridrec.sampling.pair_keys` of the pairs
-    the branches train on) negatives that are the user's training items are masked out of the
+    the gate. With ``known_keys`` (the pairs the branches train on: a
+    :class:`~hybridrec.sampling.KnownPairs` or sorted :func:`~hybridrec.sampling.pair_keys`) negatives that are the user's training items are masked out of the
     loss; ``gate_known_keys`` does the same for the gate's negatives (every training pair).
     The held-out pairs must not be in ``known_keys``: masked in every step, the branches would
     learn that they are not negatives, which is the held-out answer.
@@ -262,7 +262,7 @@ def fit(
     lr: float = 0.005,
     weight_decay: float = 0.01,
     loss: LossKind = "softmax",
-    num_negatives: int = 512,
+    num_negatives: int = 4096,
     warm_negatives: bool = False,
     temperature: float = 0.5,
     aux_weight: float = 0.5,
@@ -273,7 +273,7 @@ def fit(
     clip_grad_norm: float = 5.0,
     valid_metric: str = "ndcg@20",
     eval_every: int = 1,
-    patience: int = 8,
+    patience: int = 5,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     amp: bool = True,
@@ -309,19 +309,23 @@ def fit(
         lr: Adam learning rate (default: 0.005).
         weight_decay: L2 penalty on the ID embeddings each batch uses (default: 0.01).
         loss: ``"softmax"`` (sampled softmax, ``num_negatives`` shared uniform negatives per
-            batch) or ``"bpr"`` (one uniform negative per positive) (default: ``"softmax"``).
+            batch; the full softmax when that covers the catalogue) or ``"bpr"`` (one uniform
+            negative per positive) (default: ``"softmax"``).
+        num_negatives: see ``loss`` (default: 4096).
         warm_negatives: draw negatives among items with training interactions only
             (default: ``False``).
         temperature: softmax temperature (default: 0.5).
-        aux_weight: weight of the per-branch losses (default: 0.5).
+        aux_weight: weight of the per-branch losses beside the mixed one, when the gate is
+            not trained on held-out pairs (default: 0.5).
         cold_start_fraction: warm items masked per step (default: 0.1).
         drop_label_edges: leave each batch's positive pairs out of that step's message passing
             (default: ``False``).
         gate_holdout: share of the training pairs held out of the branches' training (loss
             and graph) to train the gate on unseen pairs (default: 0.1; ignored without a
             learned gate).
+        gate_lr_scale: the gate's learning rate as a multiple of ``lr`` (default: 10.0).
         clip_grad_norm: max gradient norm, 0 = off (default: 5.0).
-        valid_metric / eval_every / patience: early stopping (default: ``"ndcg@20"``, 1, 8).
+        valid_metric / eval_every / patience: early stopping (default: ``"ndcg@20"``, 1, 5).
         generator: random source of batches, negatives and masks (default: seeded with 0).
         device: where to train (default: CUDA when present, else CPU).
         amp: bf16 autocast on CUDA (default: ``True``; ignored on CPU).
@@ -359,13 +363,15 @@ def fit(
     every_pair = data[INTERACTS].edge_index
     # Negatives that are a user's training items are masked out of every loss (the branches'
     # own pairs for the branches, all training pairs for the gate).
-    known_keys = torch.unique(pair_keys(positives[0], positives[1], model.num_items))
-    gate_known_keys = torch.unique(pair_keys(every_pair[0], every_pair[1], model.num_items))
+    known_keys = KnownPairs(positives, model.num_users, model.num_items)
+    gate_known_keys = KnownPairs(every_pair, model.num_users, model.num_items)
     final_factors = None
     if model.mf is not None and model.mf.solver == "als":
         # Closed form on the branch's own pairs, so the gate's held-out pairs stay unseen;
         # validation and the final model use the factors of every training pair (the held-out
-        # share is worth 0.014 test NDCG@20 to ALS on ml-100k). Frozen: solved once.
+        # share is worth 0.014 test NDCG@20 to ALS on ml-100k). Frozen: solved once. (The
+        # gate reads the MF norms, so it meets slightly larger ones after training than in it;
+        # the best state is chosen on validation with the final factors in place.)
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
         train_factors = model.mf.als_solution(positives, seed=seed)
         final_factors = (train_factors if held_out is None else
@@ -537,7 +543,11 @@ def _load_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Opti
         state.setdefault(int(index), {})[name] = value.to(device) if name != "step" else value
     for index, scalars in meta["optim_scalars"].items():
         state.setdefault(int(index), {}).update(scalars)
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except ValueError as err:
+        raise ValueError(f"{path}: the checkpoint's optimizer does not fit this model ({err}); "
+                         f"start without resume or use the same configuration") from None
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
     result.history = list(meta["history"])

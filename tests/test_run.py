@@ -28,7 +28,7 @@ def fitted(example_dataset):
                                       item_x=torch.randn(dataset.num_items, 8, generator=g),
                                       entity_x=torch.randn(dataset.num_entities, 8, generator=g)),
                           entity_has_text=entity_has_text)
-    config = RunConfig(model=ModelConfig(hidden_channels=8, mf_layers=1))
+    config = RunConfig(model=ModelConfig(hidden_channels=8, mf_layers=1, mf_solver="gradient"))
     torch.manual_seed(0)
     model = HybridModel.from_config(config.model, graph)
     fit(model, graph, epochs=2, batch_size=16, num_negatives=4, show_progress=False)

@@ -44,10 +44,16 @@ def test_uniform_items_from_candidates():
 
 
 def test_known_pairs_flags_the_users_own_items():
-    from hybridrec.sampling import known_pairs, pair_keys
+    from hybridrec.sampling import KnownPairs, known_pairs, pair_keys
 
     known = torch.unique(pair_keys(torch.tensor([0, 0, 1]), torch.tensor([2, 3, 4]), 5))
     shared = known_pairs(torch.tensor([0, 1]), torch.tensor([[2, 4, 1]]), known, 5)
     assert shared.tolist() == [[True, False, False], [False, True, False]]
     one_each = known_pairs(torch.tensor([0, 1]), torch.tensor([3, 3]), known, 5)
     assert one_each.tolist() == [True, False]
+    edges = torch.tensor([[0, 0, 1], [2, 3, 4]])
+    for table in (KnownPairs(edges, 2, 5), KnownPairs(edges, 2, 5, max_dense=0)):
+        assert torch.equal(known_pairs(torch.tensor([0, 1]), torch.tensor([[2, 4, 1]]), table, 5),
+                           shared)
+        assert torch.equal(known_pairs(torch.tensor([0, 1]), torch.tensor([3, 3]), table, 5),
+                           one_each)

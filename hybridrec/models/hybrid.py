@@ -117,9 +117,10 @@ class HybridModel(torch.nn.Module):
         use_mf: build the MF branch; without it :math:`s = s_{\text{gnn}}` (default: :obj:`True`).
         mf_channels: MF embedding width (default: ``hidden_channels``).
         mf_layers: LightGCN propagation steps on the MF branch (default: :obj:`0`).
-        mf_bias: item bias in the MF branch (default: :obj:`True`).
+        mf_bias: item bias in the MF branch (default: :obj:`False`).
         mf_solver / mf_regularization / mf_alpha: how the MF branch is fitted (see
-            :class:`MatrixFactorization`) (default: :obj:`"gradient"`, :obj:`20.0`, :obj:`3.0`).
+            :class:`MatrixFactorization`; ``"als"`` is solved by
+            :func:`~hybridrec.trainer.fit`) (default: :obj:`"als"`, :obj:`20.0`, :obj:`3.0`).
         gate: ``"learned"`` or ``"fixed"`` (:math:`g = 1/2`) (default: :obj:`"learned"`).
         gate_hidden: width of the gate's MLPs (default: :obj:`16`).
         text_channel: add the text channel (needs item features) (default: :obj:`True`).
@@ -147,8 +148,8 @@ class HybridModel(torch.nn.Module):
         use_mf: bool = True,
         mf_channels: int | None = None,
         mf_layers: int = 0,
-        mf_bias: bool = True,
-        mf_solver: Solver = "gradient",
+        mf_bias: bool = False,
+        mf_solver: Solver = "als",
         mf_regularization: float = 20.0,
         mf_alpha: float = 3.0,
         gate: GateKind = "learned",
@@ -279,7 +280,9 @@ class HybridModel(torch.nn.Module):
 
         ``item_index`` of shape ``[B]`` scores pairs (output ``[B]``), ``[B, K]`` scores each
         user against its own items (``[B, K]``), ``[1, K]`` scores every user against the same
-        items (``[B, K]``), and ``None`` scores every item (``[B, num_items]``).
+        items (``[B, K]``), and ``None`` scores every item (``[B, num_items]``). With the MF
+        branch each branch is standardised per user over every item before the mix, so
+        scoring pairs also scores the whole catalogue once per distinct user.
         """
         return _score(emb, user_index, item_index, self.use_mf, self.gate_kind)
 
@@ -306,6 +309,8 @@ class HybridModel(torch.nn.Module):
         self.eval()
         emb = self.embed(x_dict, edge_index_dict)
         self.train(was_training)
+        # Copies: the scorer must not follow later changes of the parameters.
+        emb = HybridEmbeddings.from_dict({k: v.detach().clone() for k, v in emb.to_dict().items()})
         return HybridScorer(emb, self.use_mf, self.gate_kind)
 
     def __repr__(self) -> str:
@@ -361,12 +366,18 @@ def _score(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None,
         gate = gate.expand_as(s_gnn)
     # Each branch standardised per user over the whole catalogue: on one scale, so a per-item
     # gate weighs how far each branch lifts an item above its usual, not the branch's range.
-    all_gnn, all_mf = ((s_gnn, s_mf) if item_index is None
-                       else _branch_scores(emb, user_index, None))
+    # Pairs: the statistics come from one full row per distinct user.
+    if item_index is None:
+        rows, (all_gnn, all_mf) = None, (s_gnn, s_mf)
+    else:
+        users, rows = user_index.unique(return_inverse=True)
+        all_gnn, all_mf = _branch_scores(emb, users, None)
 
     def standard(s: Tensor, full: Tensor) -> Tensor:
         full = full.float()
-        mean, std = full.mean(-1), full.std(-1).clamp(min=1e-6)  # [B]
+        mean, std = full.mean(-1), full.std(-1).clamp(min=1e-6)  # [U']
+        if rows is not None:
+            mean, std = mean[rows], std[rows]  # [B]
         if s.dim() > 1:
             mean, std = mean.unsqueeze(-1), std.unsqueeze(-1)
         return ((s.float() - mean) / std).to(s.dtype)

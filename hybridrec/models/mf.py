@@ -30,9 +30,9 @@ class MatrixFactorization(torch.nn.Module):
     Two ways to fit :math:`\mathbf{P}, \mathbf{Q}`: by gradient, jointly with the rest of the
     model, or in closed form by weighted alternating least squares on the binary training
     matrix (`Hu, Koren and Volinsky, 2008 <http://yifanhu.net/PUB/cf.pdf>`_, see
-    :meth:`als_solution`), after which they stay frozen (only the bias, if any, learns). On sparse implicit
-    data the ALS solution ranks better than the same factors fitted by sampled ranking losses
-    (ml-100k: test NDCG@20 0.353 against 0.305).
+    :meth:`als_solution`), after which they stay frozen (only the bias, if any, learns). On
+    sparse implicit data the ALS solution ranks better than the same factors fitted by sampled
+    ranking losses (ml-100k: test NDCG@20 0.353 against 0.305).
 
     Args:
         num_users: number of users.
@@ -59,6 +59,10 @@ class MatrixFactorization(torch.nn.Module):
         if solver not in get_args(Solver):
             raise ValueError(f"MatrixFactorization: solver must be one of {get_args(Solver)}, "
                              f"got {solver!r}")
+        if solver == "als" and num_layers:
+            raise ValueError("MatrixFactorization: an ALS-solved branch takes no propagation "
+                             f"layers (num_layers={num_layers}); smoothing would change the "
+                             "least-squares solution")
         self.solver = solver
         self.regularization = regularization
         self.alpha = alpha
@@ -69,6 +73,9 @@ class MatrixFactorization(torch.nn.Module):
         self.user_emb = Embedding(num_users, embedding_dim)
         self.item_emb = Embedding(num_items, embedding_dim)
         self.item_bias = Parameter(torch.zeros(num_items)) if bias else None
+        if solver == "als":  # solved, never stepped: see als_solution / load_factors
+            self.user_emb.weight.requires_grad_(False)
+            self.item_emb.weight.requires_grad_(False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -103,7 +103,7 @@ def test_mf_layers_and_every_conv_build_and_score():
     data = _data()
     x, edges = _inputs(data)
     for conv in ("rgcn", "lightgcn", "sage"):
-        model = _model(data, conv=conv, mf_layers=2)
+        model = _model(data, conv=conv, mf_layers=2, mf_solver="gradient")
         emb = model.embed(x, edges)
         assert torch.isfinite(model.score(emb, torch.arange(3)).score).all()
 
@@ -118,12 +118,15 @@ def test_graph_without_interactions_is_rejected():
 
 def test_embedding_penalty_counts_the_batch_rows():
     data = _data()
-    model = _model(data)
     users, items = torch.tensor([0, 0]), torch.tensor([1, 2])
+    model = _model(data, mf_solver="gradient")
     expected = (model.mf.user_emb.weight[users].pow(2).sum()
                 + model.mf.item_emb.weight[items].pow(2).sum()
                 + model.gnn.emb["user"].weight[users].pow(2).sum()) / 4
     torch.testing.assert_close(model.embedding_penalty(users, items), expected)
+    als = _model(data)  # frozen ALS factors are not penalised
+    expected = als.gnn.emb["user"].weight[users].pow(2).sum() / 4
+    torch.testing.assert_close(als.embedding_penalty(users, items), expected)
 
 
 def test_text_channel_is_the_text_only_cosine_with_a_learned_weight():
