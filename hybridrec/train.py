@@ -283,9 +283,12 @@ def _num_items(dataset: Dataset | tuple[int, int]) -> int:
 
 
 def fit_baselines(dataset: Dataset, split: Split, device: torch.device | str | None = None,
-                  valid_metric: str = "ndcg@20") -> list[tuple[str, dict, float]]:
-    """BPR-MF, ALS and LightGCN on ``split``, each early-stopped on ``valid_metric`` like the
-    hybrid (checked every 5 epochs, patience 3). Returns ``(name, metrics, seconds)`` with
+                  valid_metric: str = "ndcg@20",
+                  als: dict[str, float] | None = None) -> list[tuple[str, dict, float]]:
+    """BPR-MF, ALS and LightGCN on ``split``, the first and last early-stopped on
+    ``valid_metric`` like the hybrid (checked every 5 epochs, patience 3); ALS with the
+    ``als`` keyword arguments (the hybrid's MF-branch settings, so that the table compares the
+    hybrid with the same ALS it contains). Returns ``(name, metrics, seconds)`` with
     :func:`evaluate_run`'s metrics."""
     from hybridrec.baselines import ALS, BPRMF, EarlyStopping, LightGCN, validation_metric
 
@@ -293,7 +296,7 @@ def fit_baselines(dataset: Dataset, split: Split, device: torch.device | str | N
     metric = validation_metric(dataset, split, valid_metric) if len(split.valid) else None
     out = []
     for name, scorer in (("BPR-MF", BPRMF(epochs=300, device=device)),
-                         ("ALS", ALS(device=device)),
+                         ("ALS", ALS(device=device, **(als or {}))),
                          ("LightGCN", LightGCN(epochs=300, device=device))):
         start = time.perf_counter()
         if name == "ALS" or metric is None:
@@ -313,8 +316,11 @@ def _baselines_job(config: dict[str, Any], num_threads: int) -> list[tuple[str, 
         torch.set_num_threads(num_threads)
     run_config = RunConfig.from_dict(config)
     dataset = load_dataset(run_config.data.source, run_config.data.options)
+    model = run_config.model
+    als = {"factors": model.mf_channels, "regularization": model.mf_regularization,
+           "alpha": model.mf_alpha}
     return fit_baselines(dataset, load_split(run_config, dataset), run_config.train.device,
-                         run_config.train.valid_metric)
+                         run_config.train.valid_metric, als)
 
 
 def text_only(dataset: Dataset, split: Split, features: Any, device: torch.device,
