@@ -153,10 +153,11 @@ def compute_loss(
             + \lambda\, \Omega_{\text{batch}}
 
     A gate fitted on the pairs the branches were fitted on prefers whichever branch memorises
-    them best, not the one that ranks unseen pairs best. Otherwise (a fixed mix, or no MF)
-    :math:`\ell(s) + \alpha \big(\ell(s_{\text{gnn}}) + \ell(s_{\text{mf}})\big)
-    + \lambda\, \Omega_{\text{batch}}` on the training pairs, :math:`\alpha` =
-    ``aux_weight``. :math:`\Omega_{\text{batch}}` is the L2 penalty of the batch's trainable
+    them best, not the one that ranks unseen pairs best. Otherwise (a fixed mix, or a gate
+    without held-out pairs) :math:`\ell(s) + \alpha \big(\ell(s_{\text{gnn}}) +
+    \ell(s_{\text{mf}})\big) + \lambda\, \Omega_{\text{batch}}` on the training pairs,
+    :math:`\alpha` = ``aux_weight``; without MF, :math:`\ell(s_{\text{gnn}}) + \lambda\,
+    \Omega_{\text{batch}}`. :math:`\Omega_{\text{batch}}` is the L2 penalty of the batch's trainable
     ID embeddings (:meth:`HybridModel.embedding_penalty`); negatives that are the user's
     training items are masked out (``batch.negative_mask``).
     """
