@@ -364,7 +364,8 @@ def evaluate(
     by_bucket = [_SubsetMetrics(bucket == b, ks) for b in range(popularity_buckets)]
     cold_metrics = _SubsetMetrics(torch.from_numpy(cold).to(device), ks)
     batches = range(0, len(users), batch_size)
-    for start in tqdm(batches, desc="evaluate", unit="batch", disable=not show_progress):
+    for start in tqdm(batches, desc="evaluate", unit="batch",
+                      disable=None if show_progress else True):  # None: on a terminal only
         batch = users[start:start + batch_size].to(device)
         with torch.no_grad():
             top_scores, topk = recommend_topk(scorer, batch, max_k, seen, candidates, device,
@@ -417,6 +418,7 @@ def evaluate(
         "rating_threshold": rating_threshold,
         "tie_seed": tie_seed,
     })
-    log.info("evaluate %s on %s (%d users): recall@%d=%s ndcg@%d=%s", type(scorer).__name__,
-             part, n, max_k, result[f"recall@{max_k}"], max_k, result[f"ndcg@{max_k}"])
+    log.info("evaluate %s on %s%s (%d users): recall@%d=%s ndcg@%d=%s", type(scorer).__name__,
+             part, ", ranking cold items only" if item_subset == "cold" else "", n, max_k,
+             result[f"recall@{max_k}"], max_k, result[f"ndcg@{max_k}"])
     return result

@@ -104,8 +104,9 @@ def sample_batch(
     pushed down, and the model would learn to bury exactly the items whose text and KG it
     should rank. With ``held_out`` pairs ``[2, H]``, ``gate_batch_size`` of them are drawn for
     the gate. With ``known_keys`` (the pairs the branches train on: a
-    :class:`~hybridrec.sampling.KnownPairs` or sorted :func:`~hybridrec.sampling.pair_keys`) negatives that are the user's training items are masked out of the
-    loss; ``gate_known_keys`` does the same for the gate's negatives (every training pair).
+    :class:`~hybridrec.sampling.KnownPairs` or sorted :func:`~hybridrec.sampling.pair_keys`),
+    negatives that are the user's training items are masked out of the loss;
+    ``gate_known_keys`` does the same for the gate's negatives (every training pair).
     The held-out pairs must not be in ``known_keys``: masked in every step, the branches would
     learn that they are not negatives, which is the held-out answer.
     """
@@ -400,7 +401,7 @@ def fit(
         total, steps = 0.0, 0
         batches = list(edge_batches(positives.size(1), batch_size, generator))
         bar = tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
-                   disable=not show_progress)
+                   disable=None if show_progress else True)  # None: on a terminal only
         for rows in bar:
             batch = sample_batch(positives, rows, item_degree, model.num_items, loss=loss,
                                  num_negatives=num_negatives,

@@ -110,7 +110,7 @@ class BPRMF(BaseScorer):
         keys = torch.unique(users * num_items + items)  # sorted
         self.loss_history_ = []
         for epoch in tqdm(range(1, self.epochs + 1), desc="BPR-MF", unit="epoch",
-                          disable=not self.show_progress):
+                          disable=None if self.show_progress else True):
             order = torch.randperm(len(users), generator=generator)
             total = 0.0
             for start in range(0, len(order), self.batch_size):

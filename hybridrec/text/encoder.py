@@ -374,7 +374,9 @@ class TextEncoder:
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), np.int64, len(texts))
         order = np.argsort(-lengths, kind="stable")
         out: torch.Tensor | None = None
-        with tqdm(total=len(texts), desc="encode", unit="text", disable=not self.show_progress) as bar:
+        # disable=None: bars on a terminal only, not in piped logs.
+        with tqdm(total=len(texts), desc="encode", unit="text",
+                  disable=None if self.show_progress else True) as bar:
             for start in range(0, len(texts), self.batch_size):
                 rows = order[start:start + self.batch_size]
                 # 2. Pad one batch and run the model.
