@@ -102,6 +102,8 @@ def test_cold_items_have_no_training_row_and_all_rows_held_out(data):
     assert cold <= interacted
     if len(interacted) > 1:
         assert 1 <= len(cold) < len(interacted)
+    else:  # the only interacted item cannot be held out
+        assert not cold
     assert not cold & set(split.train.item_index.tolist())
     held = Counter(r for part in ("valid", "test") for r in rows(getattr(split, part)) if r[1] in cold)
     assert held == Counter(r for r in rows(data.interactions) if r[1] in cold)
