@@ -171,43 +171,52 @@ def compute_loss(
     emb = model.embed(x_dict, graph, interactions)
 
     def rank(p: Tensor, n: Tensor) -> Tensor:
-        if loss == "bpr":
-            return bpr_loss(p, n, batch.negative_mask)
-        mask = batch.negatives == batch.items.unsqueeze(-1)  # [B, K]: the positive itself
-        if batch.negative_mask is not None:
-            mask = mask | batch.negative_mask
-        return sampled_softmax_loss(p, n, temperature, mask)
+        return _ranking_loss(p, n, batch.items, batch.negatives, batch.negative_mask, loss,
+                             temperature)
 
     gnn_pos, mf_pos = model.branch_scores(emb, batch.users, batch.items)
     gnn_neg, mf_neg = model.branch_scores(emb, batch.users, batch.negatives)
     branches = rank(gnn_pos, gnn_neg) + (rank(mf_pos, mf_neg) if mf_pos is not None else 0)
     if batch.gate_users is not None and model.gate is not None:
         # Branches on their own pairs; the gate on held-out pairs, branch outputs detached.
-        total = branches + _gate_loss(model, emb.detach_branches(), batch, loss, temperature)
+        pos, neg = _mixed_scores(model, emb.detach_branches(), batch.gate_users,
+                                 batch.gate_items, batch.gate_negatives)
+        total = branches + _ranking_loss(pos, neg, batch.gate_items, batch.gate_negatives,
+                                         batch.gate_negative_mask, loss, temperature)
     elif mf_pos is None:
         total = branches
     else:
-        total = (rank(model.score(emb, batch.users, batch.items).score,
-                      model.score(emb, batch.users, batch.negatives).score)
-                 + aux_weight * branches)
+        total = rank(*_mixed_scores(model, emb, batch.users, batch.items, batch.negatives)) \
+            + aux_weight * branches
     if weight_decay:
         items = torch.cat([batch.items, batch.negatives.reshape(-1)])
         total = total + weight_decay * model.embedding_penalty(batch.users, items)
     return total
 
 
-def _gate_loss(model: HybridModel, emb: HybridEmbeddings, batch: Batch, loss: LossKind,
-               temperature: float) -> Tensor:
-    """The ranking loss of the mixed score on the batch's held-out pairs (``emb`` with the
-    branch outputs detached, so only the gate learns), known training items masked."""
-    pos = model.score(emb, batch.gate_users, batch.gate_items).score
-    neg = model.score(emb, batch.gate_users, batch.gate_negatives).score
+def _ranking_loss(pos: Tensor, neg: Tensor, items: Tensor, negatives: Tensor,
+                  known: Tensor | None, loss: LossKind, temperature: float) -> Tensor:
+    """BPR or sampled softmax of ``pos`` against ``neg``; a negative that is the row's own
+    positive (softmax) or a known training item (``known``) is masked out."""
     if loss == "bpr":
-        return bpr_loss(pos, neg, batch.gate_negative_mask)
-    mask = batch.gate_negatives == batch.gate_items.unsqueeze(-1)
-    if batch.gate_negative_mask is not None:
-        mask = mask | batch.gate_negative_mask
+        return bpr_loss(pos, neg, known)
+    mask = negatives == items.unsqueeze(-1)  # [B, K]: the positive itself
+    if known is not None:
+        mask = mask | known
     return sampled_softmax_loss(pos, neg, temperature, mask)
+
+
+def _mixed_scores(model: HybridModel, emb: HybridEmbeddings, users: Tensor, items: Tensor,
+                  negatives: Tensor) -> tuple[Tensor, Tensor]:
+    """Mixed scores of the positive pairs ``[B]`` and of the negatives (``[B, K]`` for shared
+    ``[1, K]``, ``[B]`` for one per pair), read from one whole-catalogue row per distinct user:
+    the mix standardises over every item, so that row is computed in any case."""
+    distinct, rows = users.unique(return_inverse=True)
+    full = model.score(emb, distinct).score  # [U', I]
+    pos = full[rows, items]
+    if negatives.dim() == 2:
+        return pos, full.index_select(1, negatives[0]).index_select(0, rows)
+    return pos, full[rows, negatives]
 
 
 def train_step(
