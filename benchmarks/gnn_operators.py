@@ -60,7 +60,7 @@ def step_seconds(config: RunConfig, graph, steps: int) -> dict[str, float]:
                              generator=generator)
         t0, c0 = time.perf_counter(), time.process_time()
         train_step(model, optimizer, x, edges, batch, loss=config.train.loss,
-                   temperature=config.train.temperature, aux_weight=config.train.aux_weight,
+                   temperature=config.train.temperature,
                    weight_decay=config.train.weight_decay,
                    drop_label_edges=config.train.drop_label_edges)
         if k:

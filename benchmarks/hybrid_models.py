@@ -54,6 +54,7 @@ def fit_for_benchmark(ctx: ModelContext, **model: Any) -> Scorer:
                    "train": dataclasses.asdict(config.train)},
         "valid_ndcg@20": fitted.result.best_score,
         "best_epoch": fitted.result.best_epoch,
+        "gate_epoch": fitted.result.gate_epoch,
         "epochs_run": len(fitted.result.history),
         "gate": gate_report(fitted.scorer, ctx.split, ctx.dataset.num_items),
     })

@@ -123,11 +123,11 @@ class TrainConfig:
     negatives: Negatives = "auto"
     # Softmax temperature on the scores.
     temperature: float = 0.5
-    # Without a learned gate (--no-gate): weight of the per-branch losses beside the mixed one.
-    aux_weight: float = 0.5
     # Share of the training pairs held out of the branches (loss and graph) on which the gate
     # alone is trained: fitted on the branches' own pairs, it prefers whichever memorises them.
     gate_holdout: float = 0.1
+    # Upper bound on the gate phase's epochs (after the branches' phase; see trainer.fit).
+    gate_epochs: int = 10
     # The gate's learning rate as a multiple of lr: it sees a tenth of the pairs and starts
     # far from its optimum (the ALS branch is solved before the first step).
     gate_lr_scale: float = 10.0

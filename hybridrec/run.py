@@ -51,7 +51,7 @@ from hybridrec.models.hybrid import HybridEmbeddings, HybridModel, HybridScorer
 
 log = logging.getLogger(__name__)
 
-FORMAT = "hybridrec-run/2"  # 2: ALS-solved MF branch, standardised mix
+FORMAT = "hybridrec-run/3"  # 3: two-phase fit, the gate's learned temperature
 FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
          "embeddings.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
          "train.log")

@@ -457,6 +457,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     metrics = evaluate_run(scorer, dataset, split, device)
     metrics["gate"] = gate_report(scorer, split, dataset.num_items)
     info = {"history": result.history, "best_epoch": result.best_epoch,
+            "gate_epoch": result.gate_epoch,
             "best_valid": result.best_score, "stopped_early": result.stopped_early,
             "seconds": {**timings}, "device": str(device),
             "text_model": None if features is None else features.model_id,
@@ -481,8 +482,10 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
           f"{dataset.num_entities} entities); {split.kind} split: {len(split.train)} train, "
           f"{len(split.valid)} valid, {len(split.test)} test")
     print(f"model:  {model}")
-    print(f"train:  {len(result.history)} epochs, best epoch {result.best_epoch} "
-          f"(valid ndcg@20 {result.best_score:.4f}), device {device}")
+    gate_part = f", gate epoch {result.gate_epoch}" if result.gate_epoch else ""
+    print(f"train:  {len(result.history)} epochs, branches' best epoch {result.best_epoch}"
+          f"{gate_part} (valid {config.train.valid_metric} {result.best_score:.4f}), "
+          f"device {device}")
     gate = metrics["gate"]
     if gate is not None:
         print("gate:   mean g (weight of the GNN score) by item popularity: " + ", ".join(

@@ -36,8 +36,9 @@ from hybridrec.sampling import (
 log = logging.getLogger(__name__)
 
 LossKind = Literal["softmax", "bpr"]
+Phase = Literal["branches", "gate"]
 CHECKPOINT_FILE = "checkpoint.safetensors"
-_FORMAT = "hybridrec-checkpoint/2"
+_FORMAT = "hybridrec-checkpoint/3"
 
 Validate = Callable[[HybridScorer], dict[str, object]]
 
@@ -71,11 +72,17 @@ class Batch:
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the model at its best validation check, and the history."""
+    """What :func:`fit` returns: the model at its best validation check, and the history.
+
+    ``best_epoch``: the branches' best epoch; ``gate_epoch``: the gate's (0 without a learned
+    gate); ``best_score``: the validation score of the final model. Each history record names
+    its phase.
+    """
 
     model: HybridModel
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float | str]] = field(default_factory=list)
     best_epoch: int = 0
+    gate_epoch: int = 0
     best_score: float = float("-inf")
     stopped_early: bool = False
     seconds: float = 0.0
@@ -139,29 +146,32 @@ def compute_loss(
     edge_index_dict: dict[tuple[str, str, str], Tensor],
     batch: Batch,
     *,
+    phase: Phase = "branches",
     loss: LossKind = "softmax",
     temperature: float = 0.5,
-    aux_weight: float = 0.5,
     weight_decay: float = 0.0,
     drop_label_edges: bool = False,
 ) -> Tensor:
-    r"""The batch loss. With held-out pairs in the batch (``gate_users``, a learned gate), each
-    branch's ranking loss on the training pairs, plus the loss of the mixed score on the
-    held-out pairs with the branch outputs detached, which trains the gate alone:
+    r"""The batch loss of one training phase (see :func:`fit`).
+
+    ``"branches"``: each branch's ranking loss on the batch's pairs, plus the L2 penalty
+    :math:`\lambda\,\Omega_{\text{batch}}` of the batch's trainable ID embeddings
+    (:meth:`HybridModel.embedding_penalty`):
 
     .. math::
-        \mathcal{L} = \ell(s_{\text{gnn}}) + \ell(s_{\text{mf}}) + \ell_{\text{held-out}}(s)
+        \mathcal{L}_{\text{branches}} = \ell(s_{\text{gnn}}) + \ell(s_{\text{mf}})
             + \lambda\, \Omega_{\text{batch}}
 
-    A gate fitted on the pairs the branches were fitted on prefers whichever branch memorises
-    them best, not the one that ranks unseen pairs best. Otherwise (a fixed mix, or a gate
-    without held-out pairs) :math:`\ell(s) + \alpha \big(\ell(s_{\text{gnn}}) +
-    \ell(s_{\text{mf}})\big) + \lambda\, \Omega_{\text{batch}}` on the training pairs,
-    :math:`\alpha` = ``aux_weight``; without MF, :math:`\ell(s_{\text{gnn}}) + \lambda\,
-    \Omega_{\text{batch}}`. :math:`\Omega_{\text{batch}}` is the L2 penalty of the batch's trainable
-    ID embeddings (:meth:`HybridModel.embedding_penalty`); negatives that are the user's
-    training items are masked out (``batch.negative_mask``).
+    ``"gate"``: the ranking loss of the mixed score :math:`s` on the gate's pairs (the held-out
+    ``gate_*`` pairs of the batch, else the batch's own), with the branch outputs detached, so
+    only the gate learns; its softmax temperature is the gate's own, learned
+    (:meth:`~hybridrec.models.ScoreGate.temperature`): a fixed sharp one lets the branch with
+    the longer upper tail of standardised scores win every pair.
+
+    Negatives that are the user's training items are masked out (``batch.negative_mask``).
     """
+    if phase not in get_args(Phase):
+        raise ValueError(f"compute_loss: phase must be one of {get_args(Phase)}, got {phase!r}")
     graph = drop_interactions(edge_index_dict, batch.cold_items)
     interactions = graph[INTERACTS]
     if drop_label_edges:
@@ -169,6 +179,15 @@ def compute_loss(
         graph = drop_interactions(graph, batch.cold_items,
                                   torch.stack([batch.users, batch.items]))
     emb = model.embed(x_dict, graph, interactions)
+    if phase == "gate":
+        if model.gate is None:
+            raise ValueError("compute_loss: the gate phase needs a model with a learned gate")
+        held_out = batch.gate_users is not None
+        users, items, negatives, known = (
+            (batch.gate_users, batch.gate_items, batch.gate_negatives, batch.gate_negative_mask)
+            if held_out else (batch.users, batch.items, batch.negatives, batch.negative_mask))
+        pos, neg = _mixed_scores(model, emb.detach_branches(), users, items, negatives)
+        return _ranking_loss(pos, neg, items, negatives, known, loss, model.gate.temperature())
 
     def rank(p: Tensor, n: Tensor) -> Tensor:
         return _ranking_loss(p, n, batch.items, batch.negatives, batch.negative_mask, loss,
@@ -176,18 +195,9 @@ def compute_loss(
 
     gnn_pos, mf_pos = model.branch_scores(emb, batch.users, batch.items)
     gnn_neg, mf_neg = model.branch_scores(emb, batch.users, batch.negatives)
-    branches = rank(gnn_pos, gnn_neg) + (rank(mf_pos, mf_neg) if mf_pos is not None else 0)
-    if batch.gate_users is not None and model.gate is not None:
-        # Branches on their own pairs; the gate on held-out pairs, branch outputs detached.
-        pos, neg = _mixed_scores(model, emb.detach_branches(), batch.gate_users,
-                                 batch.gate_items, batch.gate_negatives)
-        total = branches + _ranking_loss(pos, neg, batch.gate_items, batch.gate_negatives,
-                                         batch.gate_negative_mask, loss, temperature)
-    elif mf_pos is None:
-        total = branches
-    else:
-        total = rank(*_mixed_scores(model, emb, batch.users, batch.items, batch.negatives)) \
-            + aux_weight * branches
+    total = rank(gnn_pos, gnn_neg)
+    if mf_pos is not None and model.mf.trainable:
+        total = total + rank(mf_pos, mf_neg)
     if weight_decay:
         items = torch.cat([batch.items, batch.negatives.reshape(-1)])
         total = total + weight_decay * model.embedding_penalty(batch.users, items)
@@ -226,9 +236,9 @@ def train_step(
     edge_index_dict: dict[tuple[str, str, str], Tensor],
     batch: Batch,
     *,
+    phase: Phase = "branches",
     loss: LossKind = "softmax",
     temperature: float = 0.5,
-    aux_weight: float = 0.5,
     weight_decay: float = 0.0,
     drop_label_edges: bool = False,
     clip_grad_norm: float = 0.0,
@@ -239,9 +249,9 @@ def train_step(
     # Flush the previous step's gradients first, so p.grad is this batch's alone.
     optimizer.zero_grad(set_to_none=True)
     with autocast or contextlib.nullcontext():
-        value = compute_loss(model, x_dict, edge_index_dict, batch, loss=loss,
-                             temperature=temperature, aux_weight=aux_weight,
-                             weight_decay=weight_decay, drop_label_edges=drop_label_edges)
+        value = compute_loss(model, x_dict, edge_index_dict, batch, phase=phase, loss=loss,
+                             temperature=temperature, weight_decay=weight_decay,
+                             drop_label_edges=drop_label_edges)
     value.backward()
     if clip_grad_norm:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -276,10 +286,10 @@ def fit(
     num_negatives: int = 4096,
     warm_negatives: bool = False,
     temperature: float = 0.5,
-    aux_weight: float = 0.5,
     cold_start_fraction: float = 0.1,
     drop_label_edges: bool = False,
     gate_holdout: float = 0.1,
+    gate_epochs: int = 10,
     gate_lr_scale: float = 10.0,
     clip_grad_norm: float = 5.0,
     valid_metric: str = "ndcg@20",
@@ -291,21 +301,29 @@ def fit(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     show_progress: bool = True,
-    callback: Callable[[dict[str, float]], None] | None = None,
+    callback: Callable[[dict[str, float | str]], None] | None = None,
 ) -> FitResult:
-    """Fit ``model`` on the ``("user", "interacts", "item")`` edges of ``data``.
+    """Fit ``model`` on the ``("user", "interacts", "item")`` edges of ``data``, in two phases.
 
-    Every step runs both branches over the whole graph (full-graph message passing over a
+    1. **Branches.** Each branch learns by its own ranking loss (:func:`compute_loss`,
+       ``"branches"``) for up to ``epochs`` epochs; the state with the best ``valid_metric``
+       of the *fixed* 0.5 mix (or the GNN alone, without MF) is kept, and the phase stops after
+       ``patience`` checks without improvement.
+    2. **Gate** (a learned gate only). With the branches frozen, the gate learns on pairs the
+       branches never saw for up to ``gate_epochs`` epochs, early-stopped on the gated mix.
+       Trained together, the mix's validation peaked while the GNN was still weak (epoch
+       2–5), and a gate chasing a moving branch kept the mix below a fixed one.
+
+    Every step runs the branches over the whole graph (full-graph message passing over a
     mini-batch of label edges, as PyG's ``examples/lightgcn.py``), with the interactions of a
-    random ``cold_start_fraction`` of items removed (simulated cold start). A learned gate is
-    fitted on ``gate_holdout`` of the pairs, which the branches never see in training (see
-    :func:`compute_loss`); validation and the final scorer use the whole graph. After every
-    ``eval_every`` epochs ``validate(scorer)`` is called; an ALS-solved MF branch is solved
-    before the first epoch, on the branch's pairs for training and on all pairs for
+    random ``cold_start_fraction`` of items removed (simulated cold start, in both phases: it
+    is how the gate learns to lean on the GNN where IDs are missing). The gate's pairs are a
+    fixed ``gate_holdout`` share of the training pairs, left out of the branches' loss and
+    graph; validation and the final scorer use the whole graph. An ALS-solved MF branch is
+    solved before the first epoch, on the branch's pairs for training and on all pairs for
     validation and the final model (see
-    :meth:`~hybridrec.models.MatrixFactorization.als_solution`); the state with the best
-    ``valid_metric`` is kept and restored at the end, and training stops after ``patience``
-    checks without improvement. Without ``validate`` the last state is kept.
+    :meth:`~hybridrec.models.MatrixFactorization.als_solution`). Without ``validate`` each
+    phase runs all its epochs and keeps its last state.
 
     With ``checkpoint_dir`` the full training state (model, best model, optimizer, random
     state, history) is written there atomically after every epoch; ``resume=True`` continues
@@ -325,15 +343,14 @@ def fit(
         num_negatives: see ``loss`` (default: 4096).
         warm_negatives: draw negatives among items with training interactions only
             (default: ``False``).
-        temperature: softmax temperature (default: 0.5).
-        aux_weight: weight of the per-branch losses beside the mixed one, when the gate is
-            not trained on held-out pairs (default: 0.5).
+        temperature: softmax temperature of the branches' losses (default: 0.5).
         cold_start_fraction: warm items masked per step (default: 0.1).
         drop_label_edges: leave each batch's positive pairs out of that step's message passing
             (default: ``False``).
         gate_holdout: share of the training pairs held out of the branches' training (loss
             and graph) to train the gate on unseen pairs (default: 0.1; ignored without a
-            learned gate).
+            learned gate; 0: the gate learns on the branches' own pairs).
+        gate_epochs: upper bound on the gate phase's epochs (default: 10).
         gate_lr_scale: the gate's learning rate as a multiple of ``lr`` (default: 10.0).
         clip_grad_norm: max gradient norm, 0 = off (default: 5.0).
         valid_metric / eval_every / patience: early stopping (default: ``"ndcg@20"``, 1, 5).
@@ -348,7 +365,8 @@ def fit(
     if loss not in get_args(LossKind):
         raise ValueError(f"fit: loss must be one of {get_args(LossKind)}, got {loss!r}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every),
-                        ("patience", patience), ("num_negatives", num_negatives)):
+                        ("patience", patience), ("num_negatives", num_negatives),
+                        ("gate_epochs", gate_epochs)):
         if value < 1:
             raise ValueError(f"fit: {name} must be >= 1, got {value}")
     device = pick_device(device)
@@ -395,31 +413,34 @@ def fit(
                                     if gate_params else [])
     optimizer = torch.optim.Adam(groups, lr=lr)
     result = FitResult(model)
-    best_state: dict[str, Tensor] | None = None
-    bad_checks, start_epoch = 0, 0
+    phases: list[Phase] = ["branches"] + (["gate"] if model.gate is not None else [])
+    limits = {"branches": epochs, "gate": gate_epochs}
+    state = _PhaseState(phase=phases[0])
     ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     if resume and ckpt is not None and ckpt.is_file():
-        start_epoch, bad_checks, best_state = _load_checkpoint(ckpt, model, optimizer, generator,
-                                                               result)
-        log.info("Resumed from %s after epoch %d", ckpt, start_epoch)
+        state = _load_checkpoint(ckpt, model, optimizer, generator, result)
+        log.info("Resumed from %s after epoch %d (%s phase)", ckpt, state.epoch, state.phase)
 
-    # 3. Epochs.
+    # 3. Epochs, phase by phase.
     started = time.perf_counter() - result.seconds
-    for epoch in range(start_epoch + 1, epochs + 1):
+    while not state.finished:
+        state.epoch, state.phase_epoch = state.epoch + 1, state.phase_epoch + 1
+        epoch, phase = state.epoch, state.phase
         t0 = time.perf_counter()
         total, steps = 0.0, 0
         batches = list(edge_batches(positives.size(1), batch_size, generator))
-        bar = tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
+        bar = tqdm(batches, desc=f"epoch {epoch} ({phase})", unit="step", leave=False,
                    disable=None if show_progress else True)  # None: on a terminal only
         for rows in bar:
             batch = sample_batch(positives, rows, item_degree, model.num_items, loss=loss,
                                  num_negatives=num_negatives,
                                  cold_start_fraction=cold_start_fraction, generator=generator,
-                                 warm_negatives=warm_negatives, held_out=held_out,
+                                 warm_negatives=warm_negatives,
+                                 held_out=held_out if phase == "gate" else None,
                                  gate_batch_size=gate_batch_size, known_keys=known_keys,
                                  gate_known_keys=gate_known_keys)
             value = train_step(model, optimizer, x_dict, train_graph, batch.to(device),
-                               loss=loss, temperature=temperature, aux_weight=aux_weight,
+                               phase=phase, loss=loss, temperature=temperature,
                                weight_decay=weight_decay, drop_label_edges=drop_label_edges,
                                clip_grad_norm=clip_grad_norm, autocast=autocast)
             if not math.isfinite(value):
@@ -427,46 +448,76 @@ def fit(
                                          f"{steps + 1}; lower lr (now {lr}) or temperature")
             total, steps = total + value, steps + 1
             bar.set_postfix(loss=f"{value:.4f}")
-        record: dict[str, float] = {"epoch": epoch, "loss": total / max(1, steps),
-                                    "seconds": time.perf_counter() - t0}
+        record: dict[str, float | str] = {"epoch": epoch, "phase": phase,
+                                          "loss": total / max(1, steps),
+                                          "seconds": time.perf_counter() - t0}
 
-        # 4. Validation, early stopping, best state.
-        stop = False
-        if validate is not None and (epoch % eval_every == 0 or epoch == epochs):
+        # 4. Validation, early stopping, best state; the next phase starts from the best.
+        done = state.phase_epoch >= limits[phase]
+        if validate is not None and (state.phase_epoch % eval_every == 0 or done):
             with _factors(model, final_factors):
-                scorer = model.scorer(x_dict, edge_index_dict)
-            metrics = validate(scorer)
-            score = _metric(metrics, valid_metric)
+                scorer = model.scorer(x_dict, edge_index_dict,
+                                      gate_kind="fixed" if phase == "branches" else None)
+            score = _metric(validate(scorer), valid_metric)
             record[f"valid_{valid_metric}"] = score
-            if score > result.best_score:
-                result.best_score, result.best_epoch, bad_checks = score, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if score > state.best_score:
+                state.best_score, state.best_epoch, state.bad_checks = score, epoch, 0
+                state.best = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
-                bad_checks += 1
-                stop = bad_checks >= patience
+                state.bad_checks += 1
+                done = done or state.bad_checks >= patience
         result.history.append(record)
-        log.info("epoch %d: loss %.4f%s (%.1fs)", epoch, record["loss"],
+        log.info("epoch %d (%s): loss %.4f%s (%.1fs)", epoch, phase, record["loss"],
                  "".join(f", {k} {v:.4f}" for k, v in record.items() if k.startswith("valid_")),
                  record["seconds"])
         if callback is not None:
             callback(record)
+        if done:
+            if state.bad_checks >= patience:
+                result.stopped_early = True
+                log.info("Early stop of the %s phase after epoch %d: best %s %.4f at epoch %d",
+                         phase, epoch, valid_metric, state.best_score, state.best_epoch)
+            if state.best is not None:
+                model.load_state_dict(state.best)
+            if phase == "branches":
+                result.best_epoch = state.best_epoch
+            else:
+                result.gate_epoch = state.best_epoch
+            result.best_score = state.best_score
+            state.next_phase(phases)
         result.seconds = time.perf_counter() - started
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, optimizer, generator, result, epoch, bad_checks,
-                             best_state, stop)
-        if stop:
-            result.stopped_early = True
-            log.info("Early stop after epoch %d: best %s %.4f at epoch %d", epoch, valid_metric,
-                     result.best_score, result.best_epoch)
-            break
+            _save_checkpoint(ckpt, model, optimizer, generator, result, state)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
     if final_factors is not None:
         model.mf.load_factors(*final_factors)
     result.seconds = time.perf_counter() - started
     model.eval()
     return result
+
+
+@dataclass
+class _PhaseState:
+    """Where :func:`fit` is: the phase, epochs so far (in all and in the phase), and the
+    phase's best validation state."""
+
+    phase: Phase
+    epoch: int = 0
+    phase_epoch: int = 0
+    bad_checks: int = 0
+    best_epoch: int = 0
+    best_score: float = float("-inf")
+    best: dict[str, Tensor] | None = None
+    finished: bool = False
+
+    def next_phase(self, phases: list[Phase]) -> None:
+        """Move on to the phase after this one (or finish), with a fresh best."""
+        position = phases.index(self.phase) + 1
+        self.finished = position == len(phases)
+        if not self.finished:
+            self.phase = phases[position]
+        self.phase_epoch, self.bad_checks = 0, 0
+        self.best_epoch, self.best_score, self.best = 0, float("-inf"), None
 
 
 @contextlib.contextmanager
@@ -486,8 +537,8 @@ def _factors(model: HybridModel, factors: tuple[Tensor, Tensor] | None):
 def fit_kwargs(config: TrainConfig) -> dict[str, object]:
     """The :func:`fit` keyword arguments that a :class:`~hybridrec.config.TrainConfig` sets."""
     names = ("epochs", "batch_size", "lr", "weight_decay", "loss", "num_negatives",
-             "temperature", "aux_weight", "cold_start_fraction", "drop_label_edges",
-             "gate_holdout", "gate_lr_scale", "clip_grad_norm",
+             "temperature", "cold_start_fraction", "drop_label_edges",
+             "gate_holdout", "gate_epochs", "gate_lr_scale", "clip_grad_norm",
              "valid_metric", "eval_every", "patience", "amp", "show_progress")
     return {name: getattr(config, name) for name in names}
 
@@ -497,16 +548,14 @@ def fit_kwargs(config: TrainConfig) -> dict[str, object]:
 
 
 def _save_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Optimizer,
-                     generator: torch.Generator, result: FitResult, epoch: int,
-                     bad_checks: int, best_state: dict[str, Tensor] | None,
-                     finished: bool) -> None:
+                     generator: torch.Generator, result: FitResult, state: _PhaseState) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if best_state is not None:
-        tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in best_state.items()})
+    if state.best is not None:
+        tensors.update({f"best.{k}": v.cpu().contiguous() for k, v in state.best.items()})
     opt = optimizer.state_dict()
     scalars: dict[str, dict[str, float]] = {}
-    for index, state in opt["state"].items():
-        for name, value in state.items():
+    for index, entry in opt["state"].items():
+        for name, value in entry.items():
             if isinstance(value, Tensor):
                 tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
             else:
@@ -514,12 +563,15 @@ def _save_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Opti
     tensors["rng.generator"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {
-        "epoch": epoch, "bad_checks": bad_checks, "finished": finished,
-        "best_epoch": result.best_epoch,
-        "best_score": result.best_score if math.isfinite(result.best_score) else None,
+        "phase": state.phase, "epoch": state.epoch, "phase_epoch": state.phase_epoch,
+        "bad_checks": state.bad_checks, "finished": state.finished,
+        "phase_best_epoch": state.best_epoch,
+        "phase_best_score": _finite(state.best_score),
+        "best_epoch": result.best_epoch, "best_score": _finite(result.best_score),
+        "gate_epoch": result.gate_epoch, "stopped_early": result.stopped_early,
         "seconds": result.seconds, "history": result.history,
         "param_groups": opt["param_groups"], "optim_scalars": scalars,
-        "has_best": best_state is not None,
+        "has_best": state.best is not None,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -527,9 +579,12 @@ def _save_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Opti
     os.replace(tmp, path)
 
 
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def _load_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Optimizer,
-                     generator: torch.Generator, result: FitResult,
-                     ) -> tuple[int, int, dict[str, Tensor] | None]:
+                     generator: torch.Generator, result: FitResult) -> _PhaseState:
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
         if metadata.get("format") != _FORMAT:
@@ -562,8 +617,13 @@ def _load_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Opti
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
     result.history = list(meta["history"])
-    result.best_epoch = meta["best_epoch"]
-    result.best_score = meta["best_score"] if meta["best_score"] is not None else float("-inf")
-    result.seconds = meta["seconds"]
-    epoch = meta["epoch"] if not meta["finished"] else 10**9
-    return epoch, meta["bad_checks"], best
+    result.best_epoch, result.gate_epoch = meta["best_epoch"], meta["gate_epoch"]
+    result.best_score = _or_minus_inf(meta["best_score"])
+    result.stopped_early, result.seconds = meta["stopped_early"], meta["seconds"]
+    return _PhaseState(meta["phase"], meta["epoch"], meta["phase_epoch"], meta["bad_checks"],
+                       meta["phase_best_epoch"], _or_minus_inf(meta["phase_best_score"]), best,
+                       meta["finished"])
+
+
+def _or_minus_inf(value: float | None) -> float:
+    return float("-inf") if value is None else value

@@ -86,20 +86,39 @@ def _validate(dataset, split):
     return lambda scorer: evaluate(scorer, dataset, split, part="valid", ks=(5,))
 
 
-def test_fit_keeps_the_best_state(tiny):
+def test_fit_keeps_the_best_state_of_each_phase(tiny):
     dataset, split, graph = tiny
     model = _model(graph)
     seen = []
-    result = fit(model, graph, validate=_validate(dataset, split), epochs=6, batch_size=8,
-                 lr=0.01, num_negatives=6, valid_metric="ndcg@5", patience=10,
+    result = fit(model, graph, validate=_validate(dataset, split), epochs=4, gate_epochs=3,
+                 batch_size=8, lr=0.01, num_negatives=6, valid_metric="ndcg@5", patience=10,
                  show_progress=False, callback=seen.append)
-    assert [r["epoch"] for r in result.history] == list(range(1, 7)) and seen == result.history
-    scores = [r["valid_ndcg@5"] for r in result.history]
-    assert result.best_score == max(scores)
-    assert result.best_epoch == 1 + scores.index(max(scores))
+    assert [r["epoch"] for r in result.history] == list(range(1, 8)) and seen == result.history
+    assert [r["phase"] for r in result.history] == ["branches"] * 4 + ["gate"] * 3
+    branch_scores = [r["valid_ndcg@5"] for r in result.history[:4]]
+    gate_scores = [r["valid_ndcg@5"] for r in result.history[4:]]
+    assert result.best_epoch == 1 + branch_scores.index(max(branch_scores))
+    assert result.gate_epoch == 5 + gate_scores.index(max(gate_scores))
+    assert result.best_score == max(gate_scores)
     x, edges = _inputs(graph)
     again = evaluate(model.scorer(x, edges), dataset, split, part="valid", ks=(5,))["ndcg@5"]
     assert again == pytest.approx(result.best_score)
+
+
+def test_the_gate_phase_starts_from_the_best_branches_and_leaves_them_alone(tiny):
+    dataset, split, graph = tiny
+    x, edges = _inputs(graph)
+    model, branches = _model(graph), {}
+
+    def keep_branches(record):
+        if record["phase"] == "branches":  # the state after each branch epoch
+            branches[record["epoch"]] = {k: v.clone() for k, v in model.gnn.state_dict().items()}
+
+    result = fit(model, graph, validate=_validate(dataset, split), epochs=4, gate_epochs=2,
+                 batch_size=8, lr=0.01, num_negatives=6, valid_metric="ndcg@5", patience=10,
+                 show_progress=False, callback=keep_branches)
+    for key, value in branches[result.best_epoch].items():
+        torch.testing.assert_close(model.gnn.state_dict()[key], value, msg=key)
 
 
 def test_unknown_valid_metric_is_named(tiny):
@@ -109,22 +128,32 @@ def test_unknown_valid_metric_is_named(tiny):
             num_negatives=4, valid_metric="ndcg@50", show_progress=False)
 
 
-def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path):
-    dataset, split, graph = tiny
-    kwargs = dict(validate=_validate(dataset, split), batch_size=8, lr=0.01, num_negatives=6,
-                  valid_metric="ndcg@5", patience=10, show_progress=False)
-    straight = _model(graph)
-    fit(straight, graph, epochs=4, generator=torch.Generator().manual_seed(3), **kwargs)
+class _Killed(Exception):
+    pass
 
-    first = _model(graph)
-    fit(first, graph, epochs=2, generator=torch.Generator().manual_seed(3),
-        checkpoint_dir=tmp_path, **kwargs)
+
+@pytest.mark.parametrize("kill_at", [2, 4])  # in the branches' phase, in the gate's
+def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path, kill_at):
+    dataset, split, graph = tiny
+    kwargs = dict(validate=_validate(dataset, split), epochs=3, gate_epochs=2, batch_size=8,
+                  lr=0.01, num_negatives=6, valid_metric="ndcg@5", patience=10,
+                  show_progress=False)
+    straight = _model(graph)
+    fit(straight, graph, generator=torch.Generator().manual_seed(3), **kwargs)
+
+    def kill(record):
+        if record["epoch"] == kill_at:  # before that epoch's checkpoint is written
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        fit(_model(graph), graph, generator=torch.Generator().manual_seed(3),
+            checkpoint_dir=tmp_path, callback=kill, **kwargs)
     # A new process: fresh model and generator; everything else comes from the checkpoint.
     resumed = _model(graph)
     torch.manual_seed(12345)
-    result = fit(resumed, graph, epochs=4, generator=torch.Generator().manual_seed(99),
+    result = fit(resumed, graph, generator=torch.Generator().manual_seed(99),
                  checkpoint_dir=tmp_path, resume=True, **kwargs)
-    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4, 5]
     for key, value in straight.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, msg=key)
     assert not list(tmp_path.glob("*.tmp"))
@@ -146,26 +175,29 @@ def test_warm_negatives_come_from_items_with_training_interactions(warm, expecte
     assert set(batch.negatives.flatten().tolist()) == expected
 
 
-def test_held_out_pairs_train_the_gate_only(tiny):
+def test_each_phase_trains_its_own_parameters_on_its_own_pairs(tiny):
     _, _, graph = tiny
     x, edges = _inputs(graph)
     model = _model(graph)
     base = _batch(graph, torch.arange(0, 12), 5)
 
-    def grads(gate_users, gate_items):
+    def grads(phase, gate_users, gate_items):
         batch = Batch(base.users, base.items, base.negatives, base.cold_items,
                       gate_users=gate_users, gate_items=gate_items, gate_negatives=base.negatives)
         model.zero_grad()
-        compute_loss(model, x, edges, batch).backward()
+        compute_loss(model, x, edges, batch, phase=phase).backward()
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
-    a = grads(torch.tensor([0, 1]), torch.tensor([2, 3]))
-    b = grads(torch.tensor([4, 5]), torch.tensor([6, 1]))
-    for name in a:
-        if name.startswith("gate."):
-            assert not torch.allclose(a[name], b[name]), name
-        else:  # The held-out pairs reach no branch.
-            torch.testing.assert_close(a[name], b[name], msg=name)
+    gate = grads("gate", torch.tensor([0, 1]), torch.tensor([2, 3]))
+    assert gate and all(name.startswith("gate.") for name in gate)
+    other_pairs = grads("gate", torch.tensor([4, 5]), torch.tensor([6, 1]))
+    assert not torch.allclose(gate["gate.item_mlp.0.weight"],
+                              other_pairs["gate.item_mlp.0.weight"])
+    branches = grads("branches", torch.tensor([0, 1]), torch.tensor([2, 3]))
+    assert branches and not any(name.startswith("gate.") for name in branches)
+    # The held-out pairs reach no branch.
+    for name, value in grads("branches", torch.tensor([4, 5]), torch.tensor([6, 1])).items():
+        torch.testing.assert_close(value, branches[name], msg=name)
 
 
 def test_held_out_pairs_are_negatives_for_the_branches_but_not_for_the_gate():

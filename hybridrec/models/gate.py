@@ -39,12 +39,17 @@ class ScoreGate(torch.nn.Module):
                                    Linear(hidden_channels, 1))
         self.item_mlp = Sequential(Linear(num_signals, hidden_channels), Tanh(),
                                    Linear(hidden_channels, 1))
+        self.log_scale = torch.nn.Parameter(torch.zeros(1))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         for mlp in (self.user_mlp, self.item_mlp):
             mlp[0].reset_parameters()
             mlp[2].reset_parameters()
+        torch.nn.init.zeros_(self.log_scale)
+
+    def temperature(self) -> Tensor:
+        return self.log_scale.neg().exp()
 
     @staticmethod
     def signals(degree: Tensor, *embeddings: Tensor) -> Tensor:

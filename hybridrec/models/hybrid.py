@@ -302,16 +302,18 @@ class HybridModel(torch.nn.Module):
         return self.score(emb, edge_label_index[0], edge_label_index[1]).score
 
     @torch.no_grad()
-    def scorer(self, x_dict: dict[NodeType, Tensor],
-               edge_index_dict: dict[EdgeType, Tensor]) -> HybridScorer:
-        """A frozen :class:`HybridScorer` over the embeddings of this graph (eval mode)."""
+    def scorer(self, x_dict: dict[NodeType, Tensor], edge_index_dict: dict[EdgeType, Tensor],
+               gate_kind: GateKind | None = None) -> HybridScorer:
+        """A frozen :class:`HybridScorer` over the embeddings of this graph (eval mode);
+        ``gate_kind="fixed"`` scores the 0.5 mix even with a learned gate (default: the
+        model's own)."""
         was_training = self.training
         self.eval()
         emb = self.embed(x_dict, edge_index_dict)
         self.train(was_training)
         # Copies: the scorer must not follow later changes of the parameters.
         emb = HybridEmbeddings.from_dict({k: v.detach().clone() for k, v in emb.to_dict().items()})
-        return HybridScorer(emb, self.use_mf, self.gate_kind)
+        return HybridScorer(emb, self.use_mf, gate_kind or self.gate_kind)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_users} users, {self.num_items} items, "

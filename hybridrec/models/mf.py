@@ -84,6 +84,11 @@ class MatrixFactorization(torch.nn.Module):
         if self.item_bias is not None:
             torch.nn.init.zeros_(self.item_bias)
 
+    @property
+    def trainable(self) -> bool:
+        """Whether any parameter learns by gradient (not so for ALS factors without a bias)."""
+        return any(p.requires_grad for p in self.parameters())
+
     def als_solution(self, edge_index: Tensor, *, iterations: int = 15,
                      seed: int = 0) -> tuple[Tensor, Tensor]:
         r"""The ALS factors :math:`\mathbf{P}, \mathbf{Q}` of the user–item pairs ``edge_index``
