@@ -2,7 +2,8 @@
 
 Imported by :func:`benchmarks.registry.load_extensions`. ``hybrid`` runs by default; the
 ablations (``hybrid_no_text``, ``hybrid_no_kg``, ``hybrid_no_mf``, ``hybrid_no_gate``) run when
-named with ``--models`` (``benchmarks/ablation.py`` runs them all). Each trains with the
+named with ``--models`` (``benchmarks/ablation.py`` runs them all), as does ``hybrid_tail``, the
+hybrid whose GNN branch learns with the popularity (logit) adjustment. Each trains with the
 defaults of :class:`hybridrec.config.RunConfig` (no search: the defaults were chosen on the
 validation part of the ml-100k random split), early-stopped on validation NDCG@20, and records
 its config, best epoch and gate values.
@@ -30,16 +31,25 @@ ABLATIONS: dict[str, dict[str, bool]] = {
 }
 
 
-def hybrid_config(ctx: ModelContext, **model: Any) -> RunConfig:
-    """The default run config for this context's seed and device, with ``model`` overrides."""
+#: Name -> the TrainConfig fields it changes (variants that are not ablations).
+TRAIN_VARIANTS: dict[str, dict[str, Any]] = {
+    "hybrid_tail": {"popularity_adjustment": 0.5},
+}
+
+
+def hybrid_config(ctx: ModelContext, train: dict[str, Any] | None = None,
+                  **model: Any) -> RunConfig:
+    """The default run config for this context's seed and device, with ``model`` (and
+    ``train``) overrides."""
     return RunConfig(model=dataclasses.replace(ModelConfig(), **model),
                      train=TrainConfig(seed=ctx.seed, device=str(ctx.device),
-                                       show_progress=ctx.show_progress))
+                                       show_progress=ctx.show_progress, **(train or {})))
 
 
-def fit_for_benchmark(ctx: ModelContext, **model: Any) -> Scorer:
+def fit_for_benchmark(ctx: ModelContext, train: dict[str, Any] | None = None,
+                      **model: Any) -> Scorer:
     """Train one hybrid variant on ``ctx.split`` and record what was chosen."""
-    config = hybrid_config(ctx, **model)
+    config = hybrid_config(ctx, train, **model)
     # The hybrid's own text settings (profile-only user texts by default; served from the
     # on-disk text cache after the first variant).
     features = text_features(config, ctx.dataset, ctx.split, ctx.device)
@@ -57,13 +67,21 @@ def fit_for_benchmark(ctx: ModelContext, **model: Any) -> Scorer:
         "gate_epoch": fitted.result.gate_epoch,
         "epochs_run": len(fitted.result.history),
         "gate": gate_report(fitted.scorer, ctx.split, ctx.dataset.num_items),
+        "valid_ndcg@20_before_gate": _valid_of(fitted.result.history, "branches"),
     })
     return fitted.scorer
 
 
-def _factory(overrides: dict[str, bool]) -> Callable[[ModelContext], Scorer]:
+def _valid_of(history: list[dict[str, Any]], phase: str) -> float | None:
+    """The best validation NDCG@20 of one phase of a fit's history (``None`` if unchecked)."""
+    scores = [r["valid_ndcg@20"] for r in history if r["phase"] == phase and "valid_ndcg@20" in r]
+    return max(scores) if scores else None
+
+
+def _factory(overrides: dict[str, bool],
+             train: dict[str, Any] | None = None) -> Callable[[ModelContext], Scorer]:
     def factory(ctx: ModelContext) -> Scorer:
-        return fit_for_benchmark(ctx, **overrides)
+        return fit_for_benchmark(ctx, train, **overrides)
 
     return factory
 
@@ -72,6 +90,8 @@ def register_hybrid_models(register: Callable[..., Any] = register_model) -> Non
     """Register ``hybrid`` (default) and its ablations (on request) with ``register``."""
     for name, overrides in ABLATIONS.items():
         register(name, default=name == "hybrid")(_factory(overrides))
+    for name, train in TRAIN_VARIANTS.items():
+        register(name, default=False)(_factory({}, train))
 
 
 register_hybrid_models()

@@ -137,6 +137,9 @@ class TrainConfig:
     # Leave each batch's positive pairs out of the GNN branch's message passing that step, so
     # it never scores a pair by looking at its own edge (PyG's disjoint_train_ratio idea).
     drop_label_edges: bool = False
+    # Logit adjustment of the GNN branch's loss: beta * log(1 + item degree) added to its
+    # logits in training only, so it learns scores net of popularity.
+    popularity_adjustment: float = 0.0
     # Gradient-norm clipping (0 = off).
     clip_grad_norm: float = 5.0
     # Early stopping: the validation metric, checked every eval_every epochs, and the number of

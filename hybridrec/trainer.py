@@ -151,6 +151,7 @@ def compute_loss(
     temperature: float = 0.5,
     weight_decay: float = 0.0,
     drop_label_edges: bool = False,
+    popularity_adjustment: float = 0.0,
 ) -> Tensor:
     r"""The batch loss of one training phase (see :func:`fit`).
 
@@ -195,6 +196,10 @@ def compute_loss(
 
     gnn_pos, mf_pos = model.branch_scores(emb, batch.users, batch.items)
     gnn_neg, mf_neg = model.branch_scores(emb, batch.users, batch.negatives)
+    if popularity_adjustment:
+        shift = torch.log1p(emb.item_degree) * (popularity_adjustment * temperature)
+        gnn_pos = gnn_pos + shift[batch.items].to(gnn_pos.dtype)
+        gnn_neg = gnn_neg + shift[batch.negatives].to(gnn_neg.dtype)
     total = rank(gnn_pos, gnn_neg)
     if mf_pos is not None and model.mf.trainable:
         total = total + rank(mf_pos, mf_neg)
@@ -241,6 +246,7 @@ def train_step(
     temperature: float = 0.5,
     weight_decay: float = 0.0,
     drop_label_edges: bool = False,
+    popularity_adjustment: float = 0.0,
     clip_grad_norm: float = 0.0,
     autocast: contextlib.AbstractContextManager | None = None,
 ) -> float:
@@ -251,7 +257,8 @@ def train_step(
     with autocast or contextlib.nullcontext():
         value = compute_loss(model, x_dict, edge_index_dict, batch, phase=phase, loss=loss,
                              temperature=temperature, weight_decay=weight_decay,
-                             drop_label_edges=drop_label_edges)
+                             drop_label_edges=drop_label_edges,
+                             popularity_adjustment=popularity_adjustment)
     value.backward()
     if clip_grad_norm:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -288,6 +295,7 @@ def fit(
     temperature: float = 0.5,
     cold_start_fraction: float = 0.1,
     drop_label_edges: bool = False,
+    popularity_adjustment: float = 0.0,
     gate_holdout: float = 0.1,
     gate_epochs: int = 10,
     gate_lr_scale: float = 10.0,
@@ -442,6 +450,7 @@ def fit(
             value = train_step(model, optimizer, x_dict, train_graph, batch.to(device),
                                phase=phase, loss=loss, temperature=temperature,
                                weight_decay=weight_decay, drop_label_edges=drop_label_edges,
+                               popularity_adjustment=popularity_adjustment,
                                clip_grad_norm=clip_grad_norm, autocast=autocast)
             if not math.isfinite(value):
                 raise FloatingPointError(f"fit: loss became {value} at epoch {epoch}, step "
@@ -511,7 +520,9 @@ class _PhaseState:
     finished: bool = False
 
     def next_phase(self, phases: list[Phase]) -> None:
-        """Move on to the phase after this one (or finish), with a fresh best."""
+        """Move on to the phase after this one (or finish), with a fresh best: the gate keeps
+        its best epoch even where that is below the fixed mix on validation (on ml-100k it
+        is, by about 0.001 NDCG@20; the no-gate ablation measures it)."""
         position = phases.index(self.phase) + 1
         self.finished = position == len(phases)
         if not self.finished:
@@ -537,7 +548,7 @@ def _factors(model: HybridModel, factors: tuple[Tensor, Tensor] | None):
 def fit_kwargs(config: TrainConfig) -> dict[str, object]:
     """The :func:`fit` keyword arguments that a :class:`~hybridrec.config.TrainConfig` sets."""
     names = ("epochs", "batch_size", "lr", "weight_decay", "loss", "num_negatives",
-             "temperature", "cold_start_fraction", "drop_label_edges",
+             "temperature", "cold_start_fraction", "drop_label_edges", "popularity_adjustment",
              "gate_holdout", "gate_epochs", "gate_lr_scale", "clip_grad_norm",
              "valid_metric", "eval_every", "patience", "amp", "show_progress")
     return {name: getattr(config, name) for name in names}

@@ -45,7 +45,9 @@ class ScoreGate(torch.nn.Module):
     def reset_parameters(self) -> None:
         for mlp in (self.user_mlp, self.item_mlp):
             mlp[0].reset_parameters()
-            mlp[2].reset_parameters()
+            # Zero output layers: g = 1/2 everywhere, the fixed mix, until the gate learns.
+            torch.nn.init.zeros_(mlp[2].weight)
+            torch.nn.init.zeros_(mlp[2].bias)
         torch.nn.init.zeros_(self.log_scale)
 
     def temperature(self) -> Tensor:

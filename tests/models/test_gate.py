@@ -16,12 +16,15 @@ def test_gate_is_a_probability_and_mixes():
     torch.testing.assert_close(s, g)
 
 
-def test_gate_reacts_to_degree():
+def test_a_fresh_gate_is_the_fixed_mix_and_a_trained_one_reacts_to_degree():
     torch.manual_seed(0)
     gate = ScoreGate(3, 8)
     emb = torch.randn(2, 4)
     low = ScoreGate.signals(torch.tensor([0, 0]), emb, emb)
     high = ScoreGate.signals(torch.tensor([200, 200]), emb, emb)
+    a, b = gate(low, high)
+    assert bool((torch.sigmoid(a + b) == 0.5).all()) and float(gate.temperature()) == 1.0
+    torch.nn.init.normal_(gate.item_mlp[2].weight)  # as after a step of training
     assert not torch.allclose(gate.item_mlp(low), gate.item_mlp(high))
     # The signals are log1p(degree) and detached norms.
     assert torch.allclose(high[:, 0], torch.log1p(torch.tensor(200.0)))
