@@ -2,8 +2,7 @@
 
 Imported by :func:`benchmarks.registry.load_extensions`. ``hybrid`` runs by default; the
 ablations (``hybrid_no_text``, ``hybrid_no_kg``, ``hybrid_no_mf``, ``hybrid_no_gate``) run when
-named with ``--models`` (``benchmarks/ablation.py`` runs them all), as does ``hybrid_tail``, the
-hybrid whose GNN branch learns with the popularity (logit) adjustment. Each trains with the
+named with ``--models`` (``benchmarks/ablation.py`` runs them all). Each trains with the
 defaults of :class:`hybridrec.config.RunConfig` (no search: the defaults were chosen on the
 validation part of the ml-100k random split), early-stopped on validation NDCG@20, and records
 its config, best epoch and gate values.
@@ -31,25 +30,16 @@ ABLATIONS: dict[str, dict[str, bool]] = {
 }
 
 
-#: Name -> the TrainConfig fields it changes (variants that are not ablations).
-TRAIN_VARIANTS: dict[str, dict[str, Any]] = {
-    "hybrid_tail": {"popularity_adjustment": 0.5},
-}
-
-
-def hybrid_config(ctx: ModelContext, train: dict[str, Any] | None = None,
-                  **model: Any) -> RunConfig:
-    """The default run config for this context's seed and device, with ``model`` (and
-    ``train``) overrides."""
+def hybrid_config(ctx: ModelContext, **model: Any) -> RunConfig:
+    """The default run config for this context's seed and device, with ``model`` overrides."""
     return RunConfig(model=dataclasses.replace(ModelConfig(), **model),
                      train=TrainConfig(seed=ctx.seed, device=str(ctx.device),
-                                       show_progress=ctx.show_progress, **(train or {})))
+                                       show_progress=ctx.show_progress))
 
 
-def fit_for_benchmark(ctx: ModelContext, train: dict[str, Any] | None = None,
-                      **model: Any) -> Scorer:
+def fit_for_benchmark(ctx: ModelContext, **model: Any) -> Scorer:
     """Train one hybrid variant on ``ctx.split`` and record what was chosen."""
-    config = hybrid_config(ctx, train, **model)
+    config = hybrid_config(ctx, **model)
     # The hybrid's own text settings (profile-only user texts by default; served from the
     # on-disk text cache after the first variant).
     features = text_features(config, ctx.dataset, ctx.split, ctx.device)
@@ -78,10 +68,9 @@ def _valid_of(history: list[dict[str, Any]], phase: str) -> float | None:
     return max(scores) if scores else None
 
 
-def _factory(overrides: dict[str, bool],
-             train: dict[str, Any] | None = None) -> Callable[[ModelContext], Scorer]:
+def _factory(overrides: dict[str, bool]) -> Callable[[ModelContext], Scorer]:
     def factory(ctx: ModelContext) -> Scorer:
-        return fit_for_benchmark(ctx, train, **overrides)
+        return fit_for_benchmark(ctx, **overrides)
 
     return factory
 
@@ -90,8 +79,6 @@ def register_hybrid_models(register: Callable[..., Any] = register_model) -> Non
     """Register ``hybrid`` (default) and its ablations (on request) with ``register``."""
     for name, overrides in ABLATIONS.items():
         register(name, default=name == "hybrid")(_factory(overrides))
-    for name, train in TRAIN_VARIANTS.items():
-        register(name, default=False)(_factory({}, train))
 
 
 register_hybrid_models()

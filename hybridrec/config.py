@@ -128,8 +128,8 @@ class TrainConfig:
     gate_holdout: float = 0.1
     # Upper bound on the gate phase's epochs (after the branches' phase; see trainer.fit).
     gate_epochs: int = 10
-    # The gate's learning rate as a multiple of lr: it sees a tenth of the pairs and starts
-    # far from its optimum (the ALS branch is solved before the first step).
+    # The gate's learning rate as a multiple of lr: it learns from a tenth of the pairs, in a
+    # few epochs.
     gate_lr_scale: float = 10.0
     # Fraction of items whose ID embedding and interaction edges are masked per step
     # (simulated cold start, DropoutNet-style).
@@ -137,9 +137,6 @@ class TrainConfig:
     # Leave each batch's positive pairs out of the GNN branch's message passing that step, so
     # it never scores a pair by looking at its own edge (PyG's disjoint_train_ratio idea).
     drop_label_edges: bool = False
-    # Logit adjustment of the GNN branch's loss: beta * log(1 + item degree) added to its
-    # logits in training only, so it learns scores net of popularity.
-    popularity_adjustment: float = 0.0
     # Gradient-norm clipping (0 = off).
     clip_grad_norm: float = 5.0
     # Early stopping: the validation metric, checked every eval_every epochs, and the number of

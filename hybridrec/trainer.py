@@ -151,7 +151,6 @@ def compute_loss(
     temperature: float = 0.5,
     weight_decay: float = 0.0,
     drop_label_edges: bool = False,
-    popularity_adjustment: float = 0.0,
 ) -> Tensor:
     r"""The batch loss of one training phase (see :func:`fit`).
 
@@ -196,10 +195,6 @@ def compute_loss(
 
     gnn_pos, mf_pos = model.branch_scores(emb, batch.users, batch.items)
     gnn_neg, mf_neg = model.branch_scores(emb, batch.users, batch.negatives)
-    if popularity_adjustment:
-        shift = torch.log1p(emb.item_degree) * (popularity_adjustment * temperature)
-        gnn_pos = gnn_pos + shift[batch.items].to(gnn_pos.dtype)
-        gnn_neg = gnn_neg + shift[batch.negatives].to(gnn_neg.dtype)
     total = rank(gnn_pos, gnn_neg)
     if mf_pos is not None and model.mf.trainable:
         total = total + rank(mf_pos, mf_neg)
@@ -246,7 +241,6 @@ def train_step(
     temperature: float = 0.5,
     weight_decay: float = 0.0,
     drop_label_edges: bool = False,
-    popularity_adjustment: float = 0.0,
     clip_grad_norm: float = 0.0,
     autocast: contextlib.AbstractContextManager | None = None,
 ) -> float:
@@ -257,8 +251,7 @@ def train_step(
     with autocast or contextlib.nullcontext():
         value = compute_loss(model, x_dict, edge_index_dict, batch, phase=phase, loss=loss,
                              temperature=temperature, weight_decay=weight_decay,
-                             drop_label_edges=drop_label_edges,
-                             popularity_adjustment=popularity_adjustment)
+                             drop_label_edges=drop_label_edges)
     value.backward()
     if clip_grad_norm:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -295,7 +288,6 @@ def fit(
     temperature: float = 0.5,
     cold_start_fraction: float = 0.1,
     drop_label_edges: bool = False,
-    popularity_adjustment: float = 0.0,
     gate_holdout: float = 0.1,
     gate_epochs: int = 10,
     gate_lr_scale: float = 10.0,
@@ -450,7 +442,6 @@ def fit(
             value = train_step(model, optimizer, x_dict, train_graph, batch.to(device),
                                phase=phase, loss=loss, temperature=temperature,
                                weight_decay=weight_decay, drop_label_edges=drop_label_edges,
-                               popularity_adjustment=popularity_adjustment,
                                clip_grad_norm=clip_grad_norm, autocast=autocast)
             if not math.isfinite(value):
                 raise FloatingPointError(f"fit: loss became {value} at epoch {epoch}, step "
@@ -548,7 +539,7 @@ def _factors(model: HybridModel, factors: tuple[Tensor, Tensor] | None):
 def fit_kwargs(config: TrainConfig) -> dict[str, object]:
     """The :func:`fit` keyword arguments that a :class:`~hybridrec.config.TrainConfig` sets."""
     names = ("epochs", "batch_size", "lr", "weight_decay", "loss", "num_negatives",
-             "temperature", "cold_start_fraction", "drop_label_edges", "popularity_adjustment",
+             "temperature", "cold_start_fraction", "drop_label_edges",
              "gate_holdout", "gate_epochs", "gate_lr_scale", "clip_grad_norm",
              "valid_metric", "eval_every", "patience", "amp", "show_progress")
     return {name: getattr(config, name) for name in names}

@@ -232,21 +232,3 @@ def test_an_als_branch_is_solved_on_the_branch_pairs_and_ends_on_every_pair(tiny
     torch.testing.assert_close(model.mf.user_emb.weight, users)
     torch.testing.assert_close(model.mf.item_emb.weight, items)
 
-
-def test_popularity_adjustment_shifts_the_gnn_logits_by_item_log_degree(tiny):
-    _, _, graph = tiny
-    x, edges = _inputs(graph)
-    model = _model(graph, use_mf=False)
-    num_users, num_items = graph["user"].num_nodes, graph["item"].num_nodes
-    base = _batch(graph, torch.arange(0, 12), 5)
-    batch = Batch(base.users, base.items, base.negatives, torch.zeros(num_items, dtype=torch.bool))
-
-    def loss(edge_index_dict, beta):
-        return float(compute_loss(model, x, edge_index_dict, batch, popularity_adjustment=beta))
-
-    # Every item equally popular: the same shift for every logit of a row, the same softmax.
-    every_pair = torch.cartesian_prod(torch.arange(num_users), torch.arange(num_items)).t()
-    even = {**edges, INTERACTS: every_pair}
-    assert loss(even, 1.0) == pytest.approx(loss(even, 0.0))
-    # Unequal degrees: popular items get a head start in training, so the loss changes.
-    assert loss(edges, 1.0) != pytest.approx(loss(edges, 0.0))
