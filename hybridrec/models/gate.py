@@ -20,7 +20,8 @@ class ScoreGate(torch.nn.Module):
     form keeps full ranking cheap: a :math:`(B, I)` gate is one broadcast add. The scores
     :math:`\tilde s` it mixes are each branch's scores standardised per user over the catalogue
     (see :class:`~hybridrec.models.HybridModel`), so :math:`g` weighs the branches on one
-    scale.
+    scale. A fresh gate is the fixed mix (zero output layers: :math:`g = 1/2`), and it carries
+    the temperature of its own training loss (:meth:`temperature`).
 
     Args:
         num_signals: signals per node (default: :obj:`3`).
@@ -51,6 +52,8 @@ class ScoreGate(torch.nn.Module):
         torch.nn.init.zeros_(self.log_scale)
 
     def temperature(self) -> Tensor:
+        r"""The learned softmax temperature :math:`\tau_g = e^{-\gamma}` of the gate's training
+        loss (``[1]``; 1 at the start)."""
         return self.log_scale.neg().exp()
 
     @staticmethod
