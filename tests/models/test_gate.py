@@ -23,7 +23,7 @@ def test_a_fresh_gate_is_the_fixed_mix_and_a_trained_one_reacts_to_degree():
     low = ScoreGate.signals(torch.tensor([0, 0]), emb, emb)
     high = ScoreGate.signals(torch.tensor([200, 200]), emb, emb)
     a, b = gate(low, high)
-    assert bool((torch.sigmoid(a + b) == 0.5).all()) and float(gate.temperature()) == 1.0
+    assert bool((torch.sigmoid(a + b) == 0.5).all()) and float(gate.temperature().detach()) == 1.0
     torch.nn.init.normal_(gate.item_mlp[2].weight)  # as after a step of training
     assert not torch.allclose(gate.item_mlp(low), gate.item_mlp(high))
     # The signals are log1p(degree) and detached norms.
