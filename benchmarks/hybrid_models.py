@@ -18,7 +18,7 @@ import torch
 from benchmarks.registry import ModelContext, register_model
 from hybridrec.config import ModelConfig, RunConfig, TrainConfig
 from hybridrec.scoring import Scorer
-from hybridrec.train import fit_hybrid, gate_report, text_features
+from hybridrec.train import candidate_gate_report, fit_hybrid, gate_report, text_features
 
 #: Name -> the ModelConfig fields it switches off.
 ABLATIONS: dict[str, dict[str, bool]] = {
@@ -57,6 +57,9 @@ def fit_for_benchmark(ctx: ModelContext, **model: Any) -> Scorer:
         "gate_epoch": fitted.result.gate_epoch,
         "epochs_run": len(fitted.result.history),
         "gate": gate_report(fitted.scorer, ctx.split, ctx.dataset.num_items),
+        "gate_candidate": candidate_gate_report(fitted, ctx.split, ctx.dataset.num_items),
+        "gate_candidate_valid": (fitted.result.gate_candidate_score
+                                 if fitted.result.gate_candidate is not None else None),
         "valid_ndcg@20_before_gate": _valid_of(fitted.result.history, "branches"),
     })
     return fitted.scorer

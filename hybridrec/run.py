@@ -15,7 +15,8 @@ A run folder holds:
 * ``ids.json``: raw ids of users, items, entities (by original index) and relations;
 * ``metrics.json``: ``{"test": {...}, "valid": {...}, ...}`` from
   :func:`hybridrec.evaluate.evaluate` (lower-case ``recall@20``; popularity and cold
-  breakdowns inside), plus ``"gate"`` (mean gate per popularity bucket and for cold items);
+  breakdowns inside), plus ``"gate"`` (mean gate per popularity bucket and for cold items) and
+  ``"gate_candidate"`` (the same for a trained gate that validation turned down, else null);
 * ``run.json``: format, history, timings, library versions;
 * ``train.log``: the training log.
 

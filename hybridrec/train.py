@@ -261,6 +261,25 @@ def gate_report(scorer: HybridScorer, split: Split, num_items: int) -> dict[str,
     return report
 
 
+def candidate_gate_report(fitted: HybridFit, split: Split,
+                          num_items: int) -> dict[str, float] | None:
+    """:func:`gate_report` of the trained gate that validation turned down for the fixed mix
+    (``None`` when the gate was kept or there is none): what the gate had learned."""
+    candidate, model = fitted.result.gate_candidate, fitted.model
+    if candidate is None:
+        return None
+    kept = {k: v.clone() for k, v in model.gate.state_dict().items()}
+    model.gate.load_state_dict({k[len("gate."):]: v for k, v in candidate.items()})
+    try:
+        device = next(model.parameters()).device
+        x_dict = {t: fitted.graph[t].x.to(device) for t in fitted.graph.node_types
+                  if "x" in fitted.graph[t]}
+        edges = {e: v.to(device) for e, v in fitted.graph.edge_index_dict.items()}
+        return gate_report(model.scorer(x_dict, edges), split, num_items)
+    finally:
+        model.gate.load_state_dict(kept)
+
+
 def evaluate_run(scorer: Any, dataset: Dataset | tuple[int, int], split: Split,
                  device: torch.device | None = None) -> dict[str, Any]:
     """``{"test": ..., "valid": ..., "test_cold_only": ...}`` for any scorer on ``split``
@@ -339,6 +358,10 @@ def text_only(dataset: Dataset, split: Split, features: Any, device: torch.devic
         if best is None or value > best_value:
             best, best_value = scorer, value
     return "text-only", evaluate_run(best, dataset, split, device), time.perf_counter() - start
+
+
+def _gate_text(report: dict[str, float | None]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in report.items() if v is not None)
 
 
 def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool) -> str:
@@ -456,6 +479,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     # 3. Evaluate and save.
     metrics = evaluate_run(scorer, dataset, split, device)
     metrics["gate"] = gate_report(scorer, split, dataset.num_items)
+    metrics["gate_candidate"] = candidate_gate_report(fitted, split, dataset.num_items)
     info = {"history": result.history, "best_epoch": result.best_epoch,
             "gate_epoch": result.gate_epoch,
             "best_valid": result.best_score, "stopped_early": result.stopped_early,
@@ -486,10 +510,13 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     print(f"train:  {len(result.history)} epochs, branches' best epoch {result.best_epoch}"
           f"{gate_part} (valid {config.train.valid_metric} {result.best_score:.4f}), "
           f"device {device}")
-    gate = metrics["gate"]
-    if gate is not None:
-        print("gate:   mean g (weight of the GNN score) by item popularity: " + ", ".join(
-            f"{k} {v:.3f}" for k, v in gate.items() if v is not None))
+    gate, candidate = metrics["gate"], metrics["gate_candidate"]
+    if candidate is not None:
+        print(f"gate:   the learned gate (valid {result.gate_candidate_score:.4f}, epoch "
+              f"{result.gate_candidate_epoch}) did not beat the fixed mix: kept g = 1/2; it had "
+              "learned, by item popularity: " + _gate_text(candidate))
+    elif gate is not None:
+        print("gate:   mean g (weight of the GNN score) by item popularity: " + _gate_text(gate))
     print("time:   " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
           + f", all {time.perf_counter() - started:.1f}s")
     print(f"saved:  {out}")

@@ -86,7 +86,7 @@ def _validate(dataset, split):
     return lambda scorer: evaluate(scorer, dataset, split, part="valid", ks=(5,))
 
 
-def test_fit_keeps_the_best_state_of_each_phase(tiny):
+def test_fit_keeps_the_best_state_and_re_evaluates_to_its_score(tiny):
     dataset, split, graph = tiny
     model = _model(graph)
     seen = []
@@ -96,13 +96,34 @@ def test_fit_keeps_the_best_state_of_each_phase(tiny):
     assert [r["epoch"] for r in result.history] == list(range(1, 8)) and seen == result.history
     assert [r["phase"] for r in result.history] == ["branches"] * 4 + ["gate"] * 3
     branch_scores = [r["valid_ndcg@5"] for r in result.history[:4]]
-    gate_scores = [r["valid_ndcg@5"] for r in result.history[4:]]
     assert result.best_epoch == 1 + branch_scores.index(max(branch_scores))
-    assert result.gate_epoch == 5 + gate_scores.index(max(gate_scores))
-    assert result.best_score == max(gate_scores)
+    assert result.best_score == max(r["valid_ndcg@5"] for r in result.history)
     x, edges = _inputs(graph)
     again = evaluate(model.scorer(x, edges), dataset, split, part="valid", ks=(5,))["ndcg@5"]
     assert again == pytest.approx(result.best_score)
+
+
+@pytest.mark.parametrize("gate_scores, gate_epoch, best", [
+    ([0.25, 0.28], 0, 0.3),   # the gate never beats the fixed mix's 0.3: g = 1/2 is kept
+    ([0.35, 0.2], 4, 0.35),   # it does at its first epoch: that gate is kept
+])
+def test_a_trained_gate_is_kept_only_where_it_beats_the_fixed_mix(tiny, gate_scores, gate_epoch,
+                                                                  best):
+    _, _, graph = tiny
+    scores = iter([0.1, 0.3, 0.2] + gate_scores)
+    model = _model(graph)
+    result = fit(model, graph, validate=lambda scorer: {"ndcg@5": next(scores)}, epochs=3,
+                 gate_epochs=2, batch_size=8, lr=0.01, num_negatives=6, valid_metric="ndcg@5",
+                 patience=10, show_progress=False)
+    assert (result.best_epoch, result.gate_epoch, result.best_score) == (2, gate_epoch, best)
+    x, edges = _inputs(graph)
+    gate = model.scorer(x, edges).mean_gate()
+    if gate_epoch:
+        assert result.gate_candidate is None and not bool((gate == 0.5).all())
+    else:
+        assert bool((gate == 0.5).all())  # the fresh gate: exactly the fixed mix
+        assert result.gate_candidate_epoch == 5 and result.gate_candidate_score == 0.28
+        assert set(result.gate_candidate) == {f"gate.{k}" for k in model.gate.state_dict()}
 
 
 def test_the_gate_phase_starts_from_the_best_branches_and_leaves_them_alone(tiny):
