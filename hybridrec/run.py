@@ -49,6 +49,7 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.idmap import IdMap
 from hybridrec.data.split import Split
 from hybridrec.models.hybrid import HybridEmbeddings, HybridModel, HybridScorer
+from hybridrec.models.prepare import graph_inputs
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +300,7 @@ def load_run(folder: str | os.PathLike[str], device: str | torch.device | None =
     seed = split_meta.get("seed") or None
     split = _split_from_tensors(split_tensors, split_meta.get("kind", "unknown"),
                                 int(seed) if seed is not None else None)
-    x_dict = {t: graph[t].x.to(device) for t in graph.node_types if "x" in graph[t]}
-    scorer = model.scorer(x_dict, {e: v.to(device) for e, v in graph.edge_index_dict.items()})
+    scorer = model.scorer(*graph_inputs(graph, device))
     ids = {name: IdMap(values) for name, values in _read_json(folder / "ids.json").items()}
     metrics = _read_json(folder / "metrics.json")
     return Run(folder, config, model, graph, scorer, split, ids, metrics, info)

@@ -46,7 +46,7 @@ from hybridrec.device import pick_device, seed_everything
 from hybridrec.evaluate import bucket_names, evaluate, item_popularity_buckets
 from hybridrec.graph import build_graph
 from hybridrec.models.hybrid import HybridModel, HybridScorer
-from hybridrec.models.prepare import prepare_graph
+from hybridrec.models.prepare import graph_inputs, prepare_graph
 from hybridrec.run import json_ready, save_run
 from hybridrec.trainer import FitResult, fit, fit_kwargs
 
@@ -241,8 +241,7 @@ def fit_hybrid(
     result = fit(model, graph, validate=validate, generator=generator, device=device,
                  checkpoint_dir=checkpoint_dir, resume=resume, warm_negatives=warm,
                  **fit_kwargs(config.train))
-    x_dict = {t: graph[t].x.to(device) for t in graph.node_types if "x" in graph[t]}
-    scorer = model.scorer(x_dict, {e: v.to(device) for e, v in graph.edge_index_dict.items()})
+    scorer = model.scorer(*graph_inputs(graph, device))
     return HybridFit(model, graph, scorer, result)
 
 
@@ -272,10 +271,7 @@ def candidate_gate_report(fitted: HybridFit, split: Split,
     model.gate.load_state_dict({k[len("gate."):]: v for k, v in candidate.items()})
     try:
         device = next(model.parameters()).device
-        x_dict = {t: fitted.graph[t].x.to(device) for t in fitted.graph.node_types
-                  if "x" in fitted.graph[t]}
-        edges = {e: v.to(device) for e, v in fitted.graph.edge_index_dict.items()}
-        return gate_report(model.scorer(x_dict, edges), split, num_items)
+        return gate_report(model.scorer(*graph_inputs(fitted.graph, device)), split, num_items)
     finally:
         model.gate.load_state_dict(kept)
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from hybridrec.config import TrainConfig
 from hybridrec.device import pick_device
 from hybridrec.models.hybrid import INTERACTS, HybridEmbeddings, HybridModel, HybridScorer
+from hybridrec.models.prepare import graph_inputs
 from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
 from hybridrec.sampling import (
     cold_item_mask,
@@ -381,8 +382,7 @@ def fit(
 
     # 2. Data on the device; the positives are the training interactions.
     model.to(device)
-    x_dict = {t: data[t].x.to(device) for t in data.node_types if "x" in data[t]}
-    edge_index_dict = {e: v.to(device) for e, v in data.edge_index_dict.items()}
+    x_dict, edge_index_dict = graph_inputs(data, device)
     positives = data[INTERACTS].edge_index  # [2, N] on CPU: sampling happens there.
     train_graph, held_out, gate_batch_size = edge_index_dict, None, 0
     if gate_holdout > 0 and model.gate is not None:

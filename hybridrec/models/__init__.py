@@ -5,10 +5,10 @@ from hybridrec.models.hybrid import (INTERACTS, REV_INTERACTS, HybridEmbeddings,
                                      HybridScorer, ScoreParts)
 from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
 from hybridrec.models.mf import MatrixFactorization
-from hybridrec.models.prepare import prepare_graph
+from hybridrec.models.prepare import graph_inputs, prepare_graph
 
 __all__ = [
     "INTERACTS", "REV_INTERACTS", "HeteroGNN", "HybridEmbeddings", "HybridModel", "HybridScorer",
     "MatrixFactorization", "RelationalLayer", "RelationalPlan", "ScoreGate", "ScoreParts",
-    "RelationalPlanner", "bpr_loss", "prepare_graph", "sampled_softmax_loss",
+    "RelationalPlanner", "bpr_loss", "graph_inputs", "prepare_graph", "sampled_softmax_loss",
 ]

@@ -12,6 +12,14 @@ from hybridrec.models.hybrid import INTERACTS, REV_INTERACTS
 log = logging.getLogger(__name__)
 
 
+def graph_inputs(data: HeteroData, device: torch.device | str | None = None,
+                 ) -> tuple[dict[str, Tensor], dict[tuple[str, str, str], Tensor]]:
+    """The ``x_dict`` and ``edge_index_dict`` of a prepared graph, on ``device``: what
+    :meth:`~hybridrec.models.HybridModel.embed` and ``scorer`` read."""
+    x_dict = {t: data[t].x.to(device) for t in data.node_types if "x" in data[t]}
+    return x_dict, {e: v.to(device) for e, v in data.edge_index_dict.items()}
+
+
 def prepare_graph(
     data: HeteroData,
     *,
