@@ -254,7 +254,9 @@ def _read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         if metadata.get("format") != FORMAT:
             raise DataError(path, f"format {FORMAT!r}, got {metadata.get('format')!r}",
                             field="format")
-        return {k: f.get_tensor(k) for k in f.keys()}, metadata
+        # Copies: a tensor read from the file may sit off the 64-byte alignment of torch's
+        # allocator, and BLAS then takes another kernel path, rounding scores differently.
+        return {k: f.get_tensor(k).clone() for k in f.keys()}, metadata
 
 
 def _read_json(path: Path) -> Any:

@@ -622,7 +622,7 @@ def _load_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Opti
         if metadata.get("format") != _FORMAT:
             raise ValueError(f"{path}: expected a {_FORMAT} checkpoint, got format "
                              f"{metadata.get('format')!r}")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
     meta = json.loads(metadata["state"])
     device = next(model.parameters()).device
 

@@ -123,7 +123,7 @@ class NodeFeatures:
             raise DataError(tensors_path, "the tensors whose sha256 node_features.json records; the "
                                           "file differs (an interrupted or mixed save?)")
         with safe_open(tensors_path, framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
         try:
             return cls(user=tensors["user"], item=tensors["item"], entity=tensors["entity"],
                        entity_has_text=tensors["entity_has_text"],
