@@ -1,7 +1,8 @@
 """The hybrid model and its ablations in the benchmark registry.
 
 Imported by :func:`benchmarks.registry.load_extensions`. ``hybrid`` runs by default; the
-ablations (``hybrid_no_text``, ``hybrid_no_kg``, ``hybrid_no_mf``, ``hybrid_no_gate``) run when
+ablations (``hybrid_no_text``, ``hybrid_no_kg``, ``hybrid_no_mf``, ``hybrid_no_gate``,
+``hybrid_no_lightgcn``) run when
 named with ``--models`` (``benchmarks/ablation.py`` runs them all). Each trains with the
 defaults of :class:`hybridrec.config.RunConfig` (no search: the defaults were chosen on the
 validation part of the ml-100k random split), early-stopped on validation NDCG@20, and records
@@ -21,12 +22,13 @@ from hybridrec.scoring import Scorer
 from hybridrec.train import candidate_gate_report, fit_hybrid, gate_report, text_features
 
 #: Name -> the ModelConfig fields it switches off.
-ABLATIONS: dict[str, dict[str, bool]] = {
+ABLATIONS: dict[str, dict[str, Any]] = {
     "hybrid": {},
     "hybrid_no_text": {"use_text": False},
     "hybrid_no_kg": {"use_kg": False},
     "hybrid_no_mf": {"use_mf": False},
     "hybrid_no_gate": {"use_gate": False},
+    "hybrid_no_lightgcn": {"mf_lightgcn_channels": 0},
 }
 
 
@@ -55,6 +57,7 @@ def fit_for_benchmark(ctx: ModelContext, **model: Any) -> Scorer:
         "valid_ndcg@20": fitted.result.best_score,
         "best_epoch": fitted.result.best_epoch,
         "gate_epoch": fitted.result.gate_epoch,
+        "lightgcn_epochs": fitted.result.lightgcn_epochs,
         "epochs_run": len(fitted.result.history),
         "gate": gate_report(fitted.scorer, ctx.split, ctx.dataset.num_items),
         "gate_candidate": candidate_gate_report(fitted, ctx.split, ctx.dataset.num_items),
@@ -71,7 +74,7 @@ def _valid_of(history: list[dict[str, Any]], phase: str) -> float | None:
     return max(scores) if scores else None
 
 
-def _factory(overrides: dict[str, bool]) -> Callable[[ModelContext], Scorer]:
+def _factory(overrides: dict[str, Any]) -> Callable[[ModelContext], Scorer]:
     def factory(ctx: ModelContext) -> Scorer:
         return fit_for_benchmark(ctx, **overrides)
 

@@ -53,7 +53,7 @@ from hybridrec.models.prepare import graph_inputs
 
 log = logging.getLogger(__name__)
 
-FORMAT = "hybridrec-run/3"  # 3: two-phase fit, the gate's learned temperature
+FORMAT = "hybridrec-run/4"  # 4: the MF branch's LightGCN
 FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
          "embeddings.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
          "train.log")

@@ -48,6 +48,7 @@ from hybridrec.graph import build_graph
 from hybridrec.models.hybrid import HybridModel, HybridScorer
 from hybridrec.models.prepare import graph_inputs, prepare_graph
 from hybridrec.run import json_ready, save_run
+from hybridrec.scoring import Scorer
 from hybridrec.trainer import FitResult, fit, fit_kwargs
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("text", "text features (ID embeddings instead)"),
                        ("kg", "KG edges (user-item graph only)"),
                        ("mf", "MF branch (GNN score only)"),
-                       ("gate", "learned gate (fixed 0.5 mix)")):
+                       ("gate", "learned gate (fixed mix: each scorer weighs the same)"),
+                       ("lightgcn", "LightGCN beside ALS in the MF branch")):
         model.add_argument(f"--no-{name}", action="store_true", help=f"ablation: no {what}")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, help="maximum epochs (default: 60)")
@@ -149,6 +151,8 @@ def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
     for name in ("text", "kg", "mf", "gate"):
         if f"no_{name}" in given:
             model = dataclasses.replace(model, **{f"use_{name}": False})
+    if "no_lightgcn" in given:
+        model = dataclasses.replace(model, mf_lightgcn_channels=0)
     for flag, name in (("epochs", "epochs"), ("batch_size", "batch_size"), ("lr", "lr"),
                        ("loss", "loss"), ("train_seed", "seed"), ("device", "device"),
                        ("num_threads", "num_threads")):
@@ -231,7 +235,7 @@ def fit_hybrid(
         metric = config.train.valid_metric
         k = int(metric.rsplit("@", 1)[1]) if "@" in metric else 20
 
-        def validate(scorer: HybridScorer) -> dict[str, object]:
+        def validate(scorer: Scorer) -> dict[str, object]:
             return evaluate(scorer, dataset, split, part="valid", ks=(k,), device=device)
     else:
         log.warning("The split has no validation part: training all %d epochs without early "
@@ -509,7 +513,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     gate, candidate = metrics["gate"], metrics["gate_candidate"]
     if candidate is not None:
         print(f"gate:   the learned gate (valid {result.gate_candidate_score:.4f}, epoch "
-              f"{result.gate_candidate_epoch}) did not beat the fixed mix: kept g = 1/2; it had "
+              f"{result.gate_candidate_epoch}) did not beat the fixed mix: kept it; it had "
               "learned, by item popularity: " + _gate_text(candidate))
     elif gate is not None:
         print("gate:   mean g (weight of the GNN score) by item popularity: " + _gate_text(gate))

@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 
 from hybridrec.config import TrainConfig
 from hybridrec.device import pick_device
-from hybridrec.models.hybrid import INTERACTS, HybridEmbeddings, HybridModel, HybridScorer
+from hybridrec.models.hybrid import INTERACTS, HybridEmbeddings, HybridModel
 from hybridrec.models.prepare import graph_inputs
 from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
+from hybridrec.scoring import Scorer
 from hybridrec.sampling import (
     cold_item_mask,
     drop_interactions,
@@ -39,9 +40,10 @@ log = logging.getLogger(__name__)
 LossKind = Literal["softmax", "bpr"]
 Phase = Literal["branches", "gate"]
 CHECKPOINT_FILE = "checkpoint.safetensors"
-_FORMAT = "hybridrec-checkpoint/3"
+_FORMAT = "hybridrec-checkpoint/4"  # 4: the final frozen factors
 
-Validate = Callable[[HybridScorer], dict[str, object]]
+# Scorer -> validation metrics; fit passes the hybrid's scorer, and its LightGCN's, if any.
+Validate = Callable[[Scorer], dict[str, object]]
 
 
 @dataclass
@@ -79,8 +81,8 @@ class FitResult:
     gate, or when no gate epoch beat the fixed mix on validation); ``best_score``: the
     validation score of the final model. ``gate_candidate`` / ``gate_candidate_epoch`` /
     ``gate_candidate_score``: the best trained gate (its ``gate.*`` parameters) when validation
-    kept the fixed mix instead, else ``None`` / 0 / ``-inf``. Each history record names its
-    phase.
+    kept the fixed mix instead, else ``None`` / 0 / ``-inf``. ``lightgcn_epochs``: the epochs
+    of the MF branch's LightGCN (0 without). Each history record names its phase.
     """
 
     model: HybridModel
@@ -93,6 +95,7 @@ class FitResult:
     gate_candidate: dict[str, Tensor] | None = None
     gate_candidate_epoch: int = 0
     gate_candidate_score: float = float("-inf")
+    lightgcn_epochs: int = 0
 
 
 def sample_batch(
@@ -314,7 +317,7 @@ def fit(
 
     1. **Branches.** Each branch learns by its own ranking loss (:func:`compute_loss`,
        ``"branches"``) for up to ``epochs`` epochs; the state with the best ``valid_metric``
-       of the *fixed* 0.5 mix (or the GNN alone, without MF) is kept, and the phase stops after
+       of the *fixed* mix (or the GNN alone, without MF) is kept, and the phase stops after
        ``patience`` checks without improvement.
     2. **Gate** (a learned gate only). With the branches frozen, the gate learns on pairs the
        branches never saw for up to ``gate_epochs`` epochs, early-stopped on the gated mix.
@@ -329,7 +332,9 @@ def fit(
     graph; validation and the final scorer use the whole graph. An ALS-solved MF branch is
     solved before the first epoch, on the branch's pairs for training and on all pairs for
     validation and the final model (see
-    :meth:`~hybridrec.models.MatrixFactorization.als_solution`). Without ``validate`` each
+    :meth:`~hybridrec.models.MatrixFactorization.als_solution`); so is its LightGCN, if any
+    (early-stopped on ``validate``, then refitted on all pairs for as many epochs, see
+    :meth:`~hybridrec.models.MatrixFactorization.lightgcn_solution`). Without ``validate`` each
     phase runs all its epochs and keeps its last state.
 
     With ``checkpoint_dir`` the full training state (model, best model, optimizer, random
@@ -400,31 +405,31 @@ def fit(
     # own pairs for the branches, all training pairs for the gate).
     known_keys = KnownPairs(positives, model.num_users, model.num_items)
     gate_known_keys = KnownPairs(every_pair, model.num_users, model.num_items)
-    final_factors = None
-    if model.mf is not None and model.mf.solver == "als":
-        # Closed form on the branch's own pairs, so the gate's held-out pairs stay unseen;
-        # validation and the final model use the factors of every training pair (the held-out
-        # share is worth 0.014 test NDCG@20 to ALS on ml-100k). Frozen: solved once. (The
-        # gate reads the MF norms, so it meets slightly larger ones after training than in it;
-        # the best state is chosen on validation with the final factors in place.)
+    # The MF branch's frozen factors, fitted once (a resumed run reads them from its checkpoint).
+    ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    resuming = resume and ckpt is not None and ckpt.is_file()
+    final_factors: dict[str, tuple[Tensor, Tensor]] = {}
+    lightgcn_epochs = 0
+    if not resuming and model.mf is not None and (model.mf.solver == "als"
+                                                  or model.mf.lightgcn_channels):
         seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
-        train_factors = model.mf.als_solution(positives, seed=seed)
-        final_factors = (train_factors if held_out is None else
-                         model.mf.als_solution(every_pair, seed=seed))
-        model.mf.load_factors(*train_factors)
+        metric = (None if validate is None else
+                  lambda scorer: _metric(validate(scorer), valid_metric))
+        train_factors, final_factors, lightgcn_epochs = _fit_frozen_factors(
+            model, positives, every_pair if held_out is not None else None, metric, seed)
+        _load_factors(model, train_factors)
     gate_params = list(model.gate.parameters()) if model.gate is not None else []
     gate_ids = {id(p) for p in gate_params}
     other = [p for p in model.parameters() if id(p) not in gate_ids]
     groups = [{"params": other}] + ([{"params": gate_params, "lr": lr * gate_lr_scale}]
                                     if gate_params else [])
     optimizer = torch.optim.Adam(groups, lr=lr)
-    result = FitResult(model)
+    result = FitResult(model, lightgcn_epochs=lightgcn_epochs)
     phases: list[Phase] = ["branches"] + (["gate"] if model.gate is not None else [])
     limits = {"branches": epochs, "gate": gate_epochs}
     state = _PhaseState(phase=phases[0])
-    ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    if resume and ckpt is not None and ckpt.is_file():
-        state = _load_checkpoint(ckpt, model, optimizer, generator, result)
+    if resuming:
+        state = _load_checkpoint(ckpt, model, optimizer, generator, result, final_factors)
         log.info("Resumed from %s after epoch %d (%s phase)", ckpt, state.epoch, state.phase)
 
     # 3. Epochs, phase by phase.
@@ -494,7 +499,7 @@ def fit(
                 result.gate_epoch = state.best_epoch
                 if state.best_epoch == 0 and state.trained is not None:
                     log.info("The learned gate (best valid %s %.4f, epoch %d) did not beat the "
-                             "fixed mix (%.4f): keeping g = 1/2", valid_metric,
+                             "fixed mix (%.4f): keeping it", valid_metric,
                              state.trained_score, state.trained_epoch, state.best_score)
                     result.gate_candidate = {k: v for k, v in state.trained.items()
                                              if k.startswith("gate.")}
@@ -504,10 +509,9 @@ def fit(
             state.next_phase(phases, {k: v.detach().clone() for k, v in model.state_dict().items()})
         result.seconds = time.perf_counter() - started
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, optimizer, generator, result, state)
+            _save_checkpoint(ckpt, model, optimizer, generator, result, state, final_factors)
 
-    if final_factors is not None:
-        model.mf.load_factors(*final_factors)
+    _load_factors(model, final_factors)
     result.seconds = time.perf_counter() - started
     model.eval()
     return result
@@ -545,18 +549,57 @@ class _PhaseState:
         self.trained_epoch, self.trained_score, self.trained = 0, float("-inf"), None
 
 
+def _fit_frozen_factors(
+    model: HybridModel, positives: Tensor, every_pair: Tensor | None,
+    metric: Callable[[Scorer], float] | None, seed: int,
+) -> tuple[dict[str, tuple[Tensor, Tensor]], dict[str, tuple[Tensor, Tensor]], int]:
+    """The MF branch's frozen factors (``"als"``, ``"lightgcn"``, as it has them) for training,
+    fitted on the branch's own ``positives`` so the gate's held-out pairs stay unseen, and for
+    validation and the final model, on ``every_pair`` (``None``: the same pairs, one fit).
+    Returns both and the LightGCN's epochs (0 without)."""
+    train: dict[str, tuple[Tensor, Tensor]] = {}
+    final: dict[str, tuple[Tensor, Tensor]] = {}
+    mf, epochs = model.mf, 0
+    if mf.solver == "als":
+        # Closed form. The held-out share is worth 0.014 test NDCG@20 to ALS on ml-100k, hence
+        # the final refit. (The gate reads the MF norms, so it meets slightly larger ones after
+        # training than in it; the best state is chosen on validation with the final factors.)
+        train["als"] = mf.als_solution(positives, seed=seed)
+        final["als"] = train["als"] if every_pair is None else mf.als_solution(every_pair,
+                                                                                seed=seed)
+    if mf.lightgcn_channels:
+        # Early-stopped as the baseline is (on validation, which sees the whole training graph,
+        # as the ALS factors' check does), then refitted on every pair for as many epochs.
+        users, items, epochs = mf.lightgcn_solution(positives, seed=seed, metric=metric)
+        train["lightgcn"] = users, items
+        final["lightgcn"] = (train["lightgcn"] if every_pair is None else
+                             mf.lightgcn_solution(every_pair, seed=seed, epochs=epochs)[:2])
+        log.info("LightGCN of the MF branch: %d epochs", epochs)
+    return train, final, epochs
+
+
 @contextlib.contextmanager
-def _factors(model: HybridModel, factors: tuple[Tensor, Tensor] | None):
-    """Load the given MF factors for the duration of the block (no-op for ``None``)."""
-    if factors is None:
-        yield
-        return
-    saved = (model.mf.user_emb.weight.detach().clone(), model.mf.item_emb.weight.detach().clone())
-    model.mf.load_factors(*factors)
+def _factors(model: HybridModel, factors: dict[str, tuple[Tensor, Tensor]]):
+    """Load the given frozen MF-branch factors (see :func:`_load_factors`) for the duration of
+    the block."""
+    mf = model.mf
+    pairs = {"als": (mf.user_emb.weight, mf.item_emb.weight)} if "als" in factors else {}
+    if "lightgcn" in factors:
+        pairs["lightgcn"] = (mf.lightgcn_user, mf.lightgcn_item)
+    saved = {k: (u.detach().clone(), i.detach().clone()) for k, (u, i) in pairs.items()}
+    _load_factors(model, factors)
     try:
         yield
     finally:
-        model.mf.load_factors(*saved)
+        _load_factors(model, saved)
+
+
+def _load_factors(model: HybridModel, factors: dict[str, tuple[Tensor, Tensor]]) -> None:
+    """Set the MF branch's frozen factors that ``factors`` holds: ``"als"``, ``"lightgcn"``."""
+    if "als" in factors:
+        model.mf.load_factors(*factors["als"])
+    if "lightgcn" in factors:
+        model.mf.load_lightgcn(*factors["lightgcn"])
 
 
 def fit_kwargs(config: TrainConfig) -> dict[str, object]:
@@ -573,8 +616,12 @@ def fit_kwargs(config: TrainConfig) -> dict[str, object]:
 
 
 def _save_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Optimizer,
-                     generator: torch.Generator, result: FitResult, state: _PhaseState) -> None:
+                     generator: torch.Generator, result: FitResult, state: _PhaseState,
+                     final_factors: dict[str, tuple[Tensor, Tensor]]) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for name, (users, items) in final_factors.items():
+        tensors[f"final.{name}.users"] = users.detach().cpu().clone()
+        tensors[f"final.{name}.items"] = items.detach().cpu().clone()
     for prefix, tensor_dict in (("best.", state.best), ("trained.", state.trained),
                                 ("candidate.", result.gate_candidate)):
         if tensor_dict is not None:  # copies: safetensors refuses tensors stored twice
@@ -604,6 +651,7 @@ def _save_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Opti
         "candidate_epoch": result.gate_candidate_epoch,
         "candidate_score": _finite(result.gate_candidate_score),
         "has_candidate": result.gate_candidate is not None,
+        "lightgcn_epochs": result.lightgcn_epochs,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -616,7 +664,10 @@ def _finite(value: float) -> float | None:
 
 
 def _load_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Optimizer,
-                     generator: torch.Generator, result: FitResult) -> _PhaseState:
+                     generator: torch.Generator, result: FitResult,
+                     final_factors: dict[str, tuple[Tensor, Tensor]]) -> _PhaseState:
+    """Restore ``model``, ``optimizer``, ``generator``, ``result`` and ``final_factors`` (in
+    place) from a checkpoint of :func:`_save_checkpoint`; return the phase state."""
     with safe_open(str(path), framework="pt") as f:
         metadata = f.metadata() or {}
         if metadata.get("format") != _FORMAT:
@@ -658,6 +709,10 @@ def _load_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Opti
         result.gate_candidate_score = _or_minus_inf(meta["candidate_score"])
     trained = ({k: v.to(device) for k, v in section("trained.").items()}
                if meta["has_trained"] else None)
+    final = section("final.")
+    for name in {key.split(".")[0] for key in final}:
+        final_factors[name] = (final[f"{name}.users"].to(device), final[f"{name}.items"].to(device))
+    result.lightgcn_epochs = meta["lightgcn_epochs"]
     return _PhaseState(meta["phase"], meta["epoch"], meta["phase_epoch"], meta["bad_checks"],
                        meta["phase_best_epoch"], _or_minus_inf(meta["phase_best_score"]), best,
                        meta["finished"], meta["trained_epoch"],

@@ -90,3 +90,24 @@ def test_loading_a_broken_folder_names_the_file(fitted, tmp_path):
     (folder / "run.json").write_text("{")
     with pytest.raises(DataError, match="run.json"):
         load_run(folder)
+
+
+def test_a_run_with_a_lightgcn_loads_to_the_same_scores(fitted, tmp_path):
+    dataset, split, graph, _, _, ids, _, _ = fitted
+    config = RunConfig(model=ModelConfig(hidden_channels=8, mf_lightgcn_channels=4,
+                                         use_gate=False))
+    torch.manual_seed(0)
+    model = HybridModel.from_config(config.model, graph)
+    g = torch.Generator().manual_seed(2)
+    model.mf.load_lightgcn(torch.randn(dataset.num_users, 4, generator=g),
+                           torch.randn(dataset.num_items, 4, generator=g))
+    x = {t: graph[t].x for t in graph.node_types if "x" in graph[t]}
+    scorer = model.eval().scorer(x, dict(graph.edge_index_dict))
+    folder = save_run(tmp_path / "run", config=config, model=model, graph=graph, split=split,
+                      ids=ids, metrics=evaluate_run(scorer, dataset, split), info={},
+                      log_text="")
+    users = torch.arange(dataset.num_users)
+    assert torch.equal(load_run(folder).scorer.score(users), scorer.score(users))
+    served = load_embeddings(folder)
+    assert served.emb.fixed_gate == pytest.approx(1 / 3)
+    assert torch.equal(served.score(users), scorer.score(users))

@@ -111,7 +111,7 @@ def test_a_trained_gate_is_kept_only_where_it_beats_the_fixed_mix(tiny, gate_sco
                                                                   best):
     _, _, graph = tiny
     scores = iter([0.1, 0.3, 0.2] + gate_scores)
-    model = _model(graph)
+    model = _model(graph, mf_lightgcn_channels=0)  # no LightGCN checks to script; g0 = 1/2
     result = fit(model, graph, validate=lambda scorer: {"ndcg@5": next(scores)}, epochs=3,
                  gate_epochs=2, batch_size=8, lr=0.01, num_negatives=6, valid_metric="ndcg@5",
                  patience=10, show_progress=False)
@@ -253,3 +253,25 @@ def test_an_als_branch_is_solved_on_the_branch_pairs_and_ends_on_every_pair(tiny
     torch.testing.assert_close(model.mf.user_emb.weight, users)
     torch.testing.assert_close(model.mf.item_emb.weight, items)
 
+
+
+def test_a_lightgcn_branch_is_early_stopped_then_refitted_on_every_pair(tiny):
+    dataset, split, graph = tiny
+    model = _model(graph, mf_lightgcn_channels=4)
+    checked = []
+
+    def validate(scorer):
+        checked.append(type(scorer).__name__)
+        return evaluate(scorer, dataset, split, part="valid", ks=(5,))
+
+    result = fit(model, graph, validate=validate, valid_metric="ndcg@5", epochs=1,
+                 batch_size=16, num_negatives=6, gate_holdout=0.3,
+                 generator=torch.Generator().manual_seed(5), show_progress=False)
+    assert "LightGCN" in checked and "HybridScorer" in checked
+    assert result.lightgcn_epochs >= 5 and result.lightgcn_epochs % 5 == 0
+    seed = int(torch.randint(2**31 - 1, (1,), generator=torch.Generator().manual_seed(5)))
+    users, items, epochs = model.mf.lightgcn_solution(graph[INTERACTS].edge_index, seed=seed,
+                                                      epochs=result.lightgcn_epochs)
+    assert epochs == result.lightgcn_epochs
+    torch.testing.assert_close(model.mf.lightgcn_user, users)
+    torch.testing.assert_close(model.mf.lightgcn_item, items)

@@ -1,6 +1,8 @@
 """The learned gate that mixes the GNN and MF scores per (user, item)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import Linear, Sequential, Tanh
@@ -20,20 +22,26 @@ class ScoreGate(torch.nn.Module):
     form keeps full ranking cheap: a :math:`(B, I)` gate is one broadcast add. The scores
     :math:`\tilde s` it mixes are each branch's scores standardised per user over the catalogue
     (see :class:`~hybridrec.models.HybridModel`), so :math:`g` weighs the branches on one
-    scale. A fresh gate is the fixed mix (zero output layers: :math:`g = 1/2`), and it carries
-    the temperature of its own training loss (:meth:`temperature`).
+    scale. A fresh gate is the fixed mix, :math:`g = g_0` (zero output layers plus the constant
+    :math:`\operatorname{logit} g_0` in :math:`\phi_I`), and it carries the temperature of its
+    own training loss (:meth:`temperature`).
 
     Args:
         num_signals: signals per node (default: :obj:`3`).
         hidden_channels: width of each MLP (default: :obj:`16`).
+        prior: :math:`g_0`, the fixed mix a fresh gate starts from (default: :obj:`0.5`).
 
     Shapes:
         - **input:** user signals :math:`(B, S)`, item signals :math:`(I, S)`
         - **output:** gate logits :math:`(B,)` and :math:`(I,)`
     """
 
-    def __init__(self, num_signals: int = 3, hidden_channels: int = 16) -> None:
+    def __init__(self, num_signals: int = 3, hidden_channels: int = 16,
+                 prior: float = 0.5) -> None:
         super().__init__()
+        if not 0 < prior < 1:
+            raise ValueError(f"ScoreGate: prior must lie in (0, 1), got {prior}")
+        self.prior = prior
         self.num_signals = num_signals
         self.hidden_channels = hidden_channels
         self.user_mlp = Sequential(Linear(num_signals, hidden_channels), Tanh(),
@@ -46,7 +54,7 @@ class ScoreGate(torch.nn.Module):
     def reset_parameters(self) -> None:
         for mlp in (self.user_mlp, self.item_mlp):
             mlp[0].reset_parameters()
-            # Zero output layers: g = 1/2 everywhere, the fixed mix, until the gate learns.
+            # Zero output layers: g = prior everywhere, the fixed mix, until the gate learns.
             torch.nn.init.zeros_(mlp[2].weight)
             torch.nn.init.zeros_(mlp[2].bias)
         torch.nn.init.zeros_(self.log_scale)
@@ -65,11 +73,14 @@ class ScoreGate(torch.nn.Module):
 
     def forward(self, user_signals: Tensor, item_signals: Tensor) -> tuple[Tensor, Tensor]:
         """Per-user and per-item gate logits; :math:`g = \\sigma(a_u + b_i)`."""
-        return self.user_mlp(user_signals).squeeze(-1), self.item_mlp(item_signals).squeeze(-1)
+        offset = math.log(self.prior / (1 - self.prior))
+        return (self.user_mlp(user_signals).squeeze(-1),
+                self.item_mlp(item_signals).squeeze(-1) + offset)
 
     @staticmethod
     def mix(s_gnn: Tensor, s_mf: Tensor, gate: Tensor) -> Tensor:
         return gate * s_gnn + (1 - gate) * s_mf
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}({self.num_signals}, hidden={self.hidden_channels})"
+        return (f"{self.__class__.__name__}({self.num_signals}, hidden={self.hidden_channels}"
+                + (f", prior={self.prior:.3g}" if self.prior != 0.5 else "") + ")")

@@ -30,7 +30,8 @@ class HybridEmbeddings:
     is off); ``item_bias``: ``[I]``; ``user_gate`` / ``item_gate``: gate logits ``[U]`` / ``[I]``
     (``None`` for a fixed mix); ``user_degree`` / ``item_degree``: training-graph degrees;
     ``user_text`` / ``item_text``: the GNN branch's raw text channel ``[U, D]`` / ``[I, D]`` and
-    ``text_scale`` its weight ``[1]`` (``None`` without it).
+    ``text_scale`` its weight ``[1]`` (``None`` without it); ``user_lightgcn`` /
+    ``item_lightgcn``: the MF branch's LightGCN embeddings (``None`` without).
     """
 
     user_gnn: Tensor
@@ -45,6 +46,14 @@ class HybridEmbeddings:
     user_text: Tensor | None = None
     item_text: Tensor | None = None
     text_scale: Tensor | None = None
+    user_lightgcn: Tensor | None = None
+    item_lightgcn: Tensor | None = None
+
+    @property
+    def fixed_gate(self) -> float:
+        """The GNN's weight in the fixed mix: every scorer weighs the same (1/2 beside ALS,
+        1/3 beside ALS and LightGCN)."""
+        return 1 / 3 if self.user_lightgcn is not None else 1 / 2
 
     def detach_branches(self) -> HybridEmbeddings:
         """A copy whose branch outputs are detached and gate outputs are not: a loss on its
@@ -85,6 +94,8 @@ class HybridModel(torch.nn.Module):
         s_{\text{gnn}}(u, i) &= \mathbf{z}_u^\top \mathbf{z}_i
             + e^{\gamma}\, \bar{\mathbf{t}}_u^\top \hat{\mathbf{t}}_i, \qquad
         s_{\text{mf}}(u, i) = \mathbf{p}_u^\top \mathbf{q}_i + b_i
+        \quad \Big(\text{with LightGCN: } \tilde s_{\text{mf}} = \tfrac12
+            \big(\tilde s_{\text{als}} + \tilde s_{\text{lgcn}}\big)\Big)
 
     with :math:`\mathbf{z}` from :class:`~hybridrec.models.HeteroGNN`,
     :math:`\mathbf{p}, \mathbf{q}, b` from :class:`~hybridrec.models.MatrixFactorization`,
@@ -121,7 +132,10 @@ class HybridModel(torch.nn.Module):
         mf_solver / mf_regularization / mf_alpha: how the MF branch is fitted (see
             :class:`MatrixFactorization`; ``"als"`` is solved by
             :func:`~hybridrec.trainer.fit`) (default: :obj:`"als"`, :obj:`20.0`, :obj:`3.0`).
-        gate: ``"learned"`` or ``"fixed"`` (:math:`g = 1/2`) (default: :obj:`"learned"`).
+        mf_lightgcn_channels: width of a frozen LightGCN beside the ALS factors in the MF
+            branch, ``0`` = none (see :class:`MatrixFactorization`) (default: :obj:`0`).
+        gate: ``"learned"`` or ``"fixed"`` (every scorer weighs the same: :math:`g = 1/2`, or
+            :math:`1/3` with LightGCN) (default: :obj:`"learned"`).
         gate_hidden: width of the gate's MLPs (default: :obj:`16`).
         text_channel: add the text channel (needs item features) (default: :obj:`True`).
         content_items: leave ``("user", "interacts", "item")`` out of the GNN, so its item
@@ -152,6 +166,7 @@ class HybridModel(torch.nn.Module):
         mf_solver: Solver = "als",
         mf_regularization: float = 20.0,
         mf_alpha: float = 3.0,
+        mf_lightgcn_channels: int = 0,
         gate: GateKind = "learned",
         gate_hidden: int = 16,
         text_channel: bool = True,
@@ -175,9 +190,11 @@ class HybridModel(torch.nn.Module):
                              text_mask_dict, hidden_channels, num_layers, conv, dropout)
         self.mf = (MatrixFactorization(self.num_users, self.num_items,
                                        mf_channels or hidden_channels, mf_layers, mf_bias,
-                                       mf_solver, mf_regularization, mf_alpha)
+                                       mf_solver, mf_regularization, mf_alpha,
+                                       mf_lightgcn_channels)
                    if use_mf else None)
-        self.gate = (ScoreGate(3, gate_hidden) if use_mf and gate == "learned" else None)
+        prior = 1 / 3 if use_mf and mf_lightgcn_channels else 1 / 2
+        self.gate = (ScoreGate(3, gate_hidden, prior) if use_mf and gate == "learned" else None)
         self.text_channel = text_channel and bool(in_channels_dict.get("item"))
         self.text_log_scale = Parameter(torch.zeros(1)) if self.text_channel else None
         self.reset_parameters()
@@ -203,7 +220,7 @@ class HybridModel(torch.nn.Module):
                    use_mf=config.use_mf, mf_channels=config.mf_channels,
                    mf_layers=config.mf_layers, mf_bias=config.mf_bias,
                    mf_solver=config.mf_solver, mf_regularization=config.mf_regularization,
-                   mf_alpha=config.mf_alpha,
+                   mf_alpha=config.mf_alpha, mf_lightgcn_channels=config.mf_lightgcn_channels,
                    gate="learned" if config.use_gate else "fixed",
                    gate_hidden=config.gate_hidden)
 
@@ -237,8 +254,10 @@ class HybridModel(torch.nn.Module):
         z = self.gnn(x_dict, edge_index_dict, {"user": user_cold, "item": item_cold})
         user_gnn, item_gnn = z["user"], z["item"]
         user_mf = item_mf = bias = user_gate = item_gate = None
+        user_lightgcn = item_lightgcn = None
         if self.mf is not None:
             user_mf, item_mf, bias = self.mf(ui, item_cold, user_cold)
+            user_lightgcn, item_lightgcn = self.mf.lightgcn(item_cold, user_cold) or (None, None)
         if self.gate is not None:
             user_gate, item_gate = self.gate(
                 ScoreGate.signals(user_degree, user_gnn, user_mf),
@@ -248,7 +267,8 @@ class HybridModel(torch.nn.Module):
             user_text, item_text = self.text_profiles(x_dict["item"], ui)
             scale = self.text_log_scale.exp()
         return HybridEmbeddings(user_gnn, item_gnn, user_mf, item_mf, bias, user_gate,
-                                item_gate, user_degree, item_degree, user_text, item_text, scale)
+                                item_gate, user_degree, item_degree, user_text, item_text, scale,
+                                user_lightgcn, item_lightgcn)
 
     @torch.no_grad()
     def text_profiles(self, item_x: Tensor, interactions: Tensor) -> tuple[Tensor, Tensor]:
@@ -288,9 +308,10 @@ class HybridModel(torch.nn.Module):
 
     def branch_scores(self, emb: HybridEmbeddings, user_index: Tensor,
                       item_index: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """The raw GNN and MF scores alone (``None`` without MF), shaped as :meth:`score`'s;
-        cheaper than :meth:`score`, which normalises each over every item to mix them."""
-        return _branch_scores(emb, user_index, item_index)
+        """The raw GNN and (ALS or gradient) MF scores alone (``None`` without MF), shaped as
+        :meth:`score`'s; cheaper than :meth:`score`, which normalises each over every item to
+        mix them. (The frozen LightGCN's, if any, are left out: nothing trains them.)"""
+        return _branch_scores(emb, user_index, item_index)[:2]
 
     def forward(
         self,
@@ -305,7 +326,7 @@ class HybridModel(torch.nn.Module):
     def scorer(self, x_dict: dict[NodeType, Tensor], edge_index_dict: dict[EdgeType, Tensor],
                gate_kind: GateKind | None = None) -> HybridScorer:
         """A frozen :class:`HybridScorer` over the embeddings of this graph (eval mode);
-        ``gate_kind="fixed"`` scores the 0.5 mix even with a learned gate (default: the
+        ``gate_kind="fixed"`` scores the fixed mix even with a learned gate (default: the
         model's own)."""
         was_training = self.training
         self.eval()
@@ -324,10 +345,10 @@ def _gather(t: Tensor, index: Tensor) -> Tensor:
     return t.index_select(0, index.reshape(-1)).reshape(*index.shape, *t.shape[1:])
 
 
-def _branch_scores(emb: HybridEmbeddings, user_index: Tensor,
-                   item_index: Tensor | None) -> tuple[Tensor, Tensor | None]:
-    """The raw GNN and MF scores (``None`` without MF) in the shape :meth:`HybridModel.score`
-    describes."""
+def _branch_scores(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None
+                   ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The raw GNN, MF and LightGCN scores (``None`` where absent) in the shape
+    :meth:`HybridModel.score` describes."""
     def dot(users: Tensor, items: Tensor) -> Tensor:
         u = users.index_select(0, user_index)  # [B, H]
         if item_index is None:
@@ -345,19 +366,21 @@ def _branch_scores(emb: HybridEmbeddings, user_index: Tensor,
             s_text = dot(emb.user_text, emb.item_text)
         s_gnn = s_gnn + emb.text_scale * s_text.to(s_gnn.dtype)
     if emb.user_mf is None:
-        return s_gnn, None
+        return s_gnn, None, None
     bias = (emb.item_bias.unsqueeze(0) if item_index is None
             else _gather(emb.item_bias, item_index))
-    return s_gnn, dot(emb.user_mf, emb.item_mf) + bias
+    s_lightgcn = (None if emb.user_lightgcn is None
+                  else dot(emb.user_lightgcn, emb.item_lightgcn))
+    return s_gnn, dot(emb.user_mf, emb.item_mf) + bias, s_lightgcn
 
 
 def _score(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None,
            use_mf: bool, gate_kind: str) -> ScoreParts:
-    s_gnn, s_mf = _branch_scores(emb, user_index, item_index)
+    s_gnn, s_mf, s_lightgcn = _branch_scores(emb, user_index, item_index)
     if not use_mf:
         return ScoreParts(s_gnn, s_gnn, None, None)
     if gate_kind == "fixed":
-        gate = torch.full_like(s_gnn, 0.5)
+        gate = torch.full_like(s_gnn, emb.fixed_gate)
     else:
         users = emb.user_gate.index_select(0, user_index)
         if item_index is None:
@@ -370,10 +393,10 @@ def _score(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None,
     # gate weighs how far each branch lifts an item above its usual, not the branch's range.
     # Pairs: the statistics come from one full row per distinct user.
     if item_index is None:
-        rows, (all_gnn, all_mf) = None, (s_gnn, s_mf)
+        rows, (all_gnn, all_mf, all_lightgcn) = None, (s_gnn, s_mf, s_lightgcn)
     else:
         users, rows = user_index.unique(return_inverse=True)
-        all_gnn, all_mf = _branch_scores(emb, users, None)
+        all_gnn, all_mf, all_lightgcn = _branch_scores(emb, users, None)
 
     def standard(s: Tensor, full: Tensor) -> Tensor:
         full = full.float()
@@ -384,7 +407,10 @@ def _score(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None,
             mean, std = mean.unsqueeze(-1), std.unsqueeze(-1)
         return ((s.float() - mean) / std).to(s.dtype)
 
-    mixed = ScoreGate.mix(standard(s_gnn, all_gnn), standard(s_mf, all_mf), gate)
+    z_mf = standard(s_mf, all_mf)
+    if s_lightgcn is not None:
+        z_mf = (z_mf + standard(s_lightgcn, all_lightgcn)) / 2
+    mixed = ScoreGate.mix(standard(s_gnn, all_gnn), z_mf, gate)
     return ScoreParts(mixed, s_gnn, s_mf, gate)
 
 

@@ -1,7 +1,8 @@
 """The MF branch: user and item ID embeddings, fitted by gradient or by ALS, optionally
-smoothed LightGCN-style."""
+smoothed LightGCN-style, optionally joined by a frozen LightGCN."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal, get_args
 
 import torch
@@ -10,7 +11,9 @@ from torch.nn import Embedding, Parameter
 from torch_geometric.utils import degree
 
 from hybridrec.baselines.als import als_factors
+from hybridrec.data import Interactions
 from hybridrec.models.gnn import _csr, _SpMM
+from hybridrec.scoring import Scorer
 
 Solver = Literal["als", "gradient"]
 
@@ -26,6 +29,13 @@ class MatrixFactorization(torch.nn.Module):
         \big(\mathbf{D}^{-1/2}\mathbf{A}\mathbf{D}^{-1/2}\big)^k [\mathbf{P}; \mathbf{Q}]
 
     Masked (cold) items get a zero embedding and bias, as an item with no ID signal has.
+
+    With ``lightgcn_channels > 0`` the branch also holds the final (propagated) embeddings
+    :math:`\mathbf{e}_u, \mathbf{e}_i` of a LightGCN fitted by BPR (see
+    :meth:`lightgcn_solution`), frozen like the ALS factors: a second ID scorer
+    :math:`\mathbf{e}_u^\top \mathbf{e}_i`, which :class:`~hybridrec.models.HybridModel`
+    averages with the first. Its symmetric normalisation and uniform negatives rank long-tail
+    items higher than ALS does.
 
     Two ways to fit :math:`\mathbf{P}, \mathbf{Q}`: by gradient, jointly with the rest of the
     model, or in closed form by weighted alternating least squares on the binary training
@@ -43,6 +53,8 @@ class MatrixFactorization(torch.nn.Module):
         solver: ``"gradient"`` or ``"als"`` (default: :obj:`"gradient"`).
         regularization / alpha: ALS's :math:`\lambda` and confidence :math:`\alpha`
             (see :class:`~hybridrec.baselines.ALS`) (default: :obj:`20.0`, :obj:`3.0`).
+        lightgcn_channels: width of the frozen LightGCN embeddings, ``0`` = none
+            (default: :obj:`0`).
 
     Shapes:
         - **input:** user–item ``edge_index`` :math:`(2, |\mathcal{E}|)` (users in row 0,
@@ -52,13 +64,17 @@ class MatrixFactorization(torch.nn.Module):
 
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  num_layers: int = 0, bias: bool = True, solver: Solver = "gradient",
-                 regularization: float = 20.0, alpha: float = 3.0) -> None:
+                 regularization: float = 20.0, alpha: float = 3.0,
+                 lightgcn_channels: int = 0) -> None:
         super().__init__()
         if num_layers < 0:
             raise ValueError(f"MatrixFactorization: num_layers must be >= 0, got {num_layers}")
         if solver not in get_args(Solver):
             raise ValueError(f"MatrixFactorization: solver must be one of {get_args(Solver)}, "
                              f"got {solver!r}")
+        if lightgcn_channels < 0:
+            raise ValueError("MatrixFactorization: lightgcn_channels must be >= 0, got "
+                             f"{lightgcn_channels}")
         if solver == "als" and num_layers:
             raise ValueError("MatrixFactorization: an ALS-solved branch takes no propagation "
                              f"layers (num_layers={num_layers}); smoothing would change the "
@@ -73,6 +89,12 @@ class MatrixFactorization(torch.nn.Module):
         self.user_emb = Embedding(num_users, embedding_dim)
         self.item_emb = Embedding(num_items, embedding_dim)
         self.item_bias = Parameter(torch.zeros(num_items)) if bias else None
+        self.lightgcn_channels = lightgcn_channels
+        # Frozen: fitted by lightgcn_solution and set by load_lightgcn, never stepped.
+        self.lightgcn_user = (Parameter(torch.zeros(num_users, lightgcn_channels), False)
+                              if lightgcn_channels else None)
+        self.lightgcn_item = (Parameter(torch.zeros(num_items, lightgcn_channels), False)
+                              if lightgcn_channels else None)
         if solver == "als":  # solved, never stepped: see als_solution / load_factors
             self.user_emb.weight.requires_grad_(False)
             self.item_emb.weight.requires_grad_(False)
@@ -102,6 +124,49 @@ class MatrixFactorization(torch.nn.Module):
                                    alpha=self.alpha, iterations=iterations, random_state=seed,
                                    device=device)
         return users.to(device), items.to(device)
+
+    def lightgcn_solution(self, edge_index: Tensor, *, seed: int = 0, epochs: int = 300,
+                          metric: Callable[[Scorer], float] | None = None
+                          ) -> tuple[Tensor, Tensor, int]:
+        r"""Fit a :class:`~hybridrec.baselines.LightGCN` (the baseline's settings, this
+        branch's width) on the user–item pairs ``edge_index`` and return its final user and item
+        embeddings (on this branch's device) and its epochs. With ``metric``
+        (``scorer -> validation value``) it is early-stopped as the baseline is (checked every
+        5 epochs, patience 3) and the best epoch kept; else it runs all ``epochs``."""
+        from hybridrec.baselines import LightGCN, EarlyStopping
+
+        if not self.lightgcn_channels:
+            raise ValueError("MatrixFactorization.lightgcn_solution: the branch was built "
+                             "with lightgcn_channels=0")
+        device = self.lightgcn_user.device
+        pairs = Interactions(edge_index[0].cpu().numpy(), edge_index[1].cpu().numpy())
+        scorer = LightGCN(self.lightgcn_channels, epochs=epochs, random_state=seed,
+                          device=str(device))
+        stopper = EarlyStopping(metric, eval_every=5, patience=3) if metric else None
+        scorer.fit(pairs, self.num_users, self.num_items, callback=stopper)
+        if stopper is not None:
+            stopper.finish(scorer)
+        best = stopper.best_epoch if stopper is not None and stopper.best_epoch else epochs
+        state = scorer.state_tensors()
+        return state["user_embedding"].to(device), state["item_embedding"].to(device), best
+
+    @torch.no_grad()
+    def load_lightgcn(self, users: Tensor, items: Tensor) -> None:
+        """Set the frozen LightGCN embeddings (``[U, H']``, ``[I, H']``)."""
+        self.lightgcn_user.copy_(users)
+        self.lightgcn_item.copy_(items)
+
+    def lightgcn(self, item_mask: Tensor | None = None,
+                 user_mask: Tensor | None = None) -> tuple[Tensor, Tensor] | None:
+        """The LightGCN user and item embeddings with masked rows zeroed (``None`` without)."""
+        if not self.lightgcn_channels:
+            return None
+        users, items = self.lightgcn_user, self.lightgcn_item
+        if user_mask is not None:
+            users = users * (~user_mask).unsqueeze(-1).to(users.dtype)
+        if item_mask is not None:
+            items = items * (~item_mask).unsqueeze(-1).to(items.dtype)
+        return users, items
 
     @torch.no_grad()
     def load_factors(self, users: Tensor, items: Tensor) -> None:
@@ -151,4 +216,6 @@ class MatrixFactorization(torch.nn.Module):
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.num_users}, {self.num_items}, "
                 f"embedding_dim={self.embedding_dim}, num_layers={self.num_layers}, "
-                f"solver={self.solver!r})")
+                f"solver={self.solver!r}"
+                + (f", lightgcn_channels={self.lightgcn_channels}" if self.lightgcn_channels
+                   else "") + ")")

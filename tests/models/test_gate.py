@@ -1,4 +1,5 @@
 """The gate: in (0, 1), reacts to degree, learns to prefer the informative score."""
+import pytest
 import torch
 
 from hybridrec.models.gate import ScoreGate
@@ -56,3 +57,14 @@ def test_gate_learns_to_trust_the_gnn_where_items_are_cold():
         a, b = gate(users, items)
         g = torch.sigmoid(a + b)
     assert float(g[:50].mean()) > 0.8 > 0.2 > float(g[50:].mean())
+
+
+def test_a_fresh_gate_starts_at_its_prior():
+    gate = ScoreGate(2, 8, prior=0.25)
+    signals = ScoreGate.signals(torch.tensor([0, 9]), torch.randn(2, 4))
+    a, b = gate(signals, signals)
+    torch.testing.assert_close(torch.sigmoid(a + b), torch.full((2,), 0.25))
+    assert "prior=0.25" in repr(gate)
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="prior must lie in"):
+            ScoreGate(prior=bad)

@@ -83,7 +83,7 @@ def test_ablations():
     no_mf = _model(data, use_mf=False)
     parts = no_mf.score(no_mf.embed(x, edges), users)
     assert parts.mf is None and parts.gate is None and torch.equal(parts.score, parts.gnn)
-    fixed = _model(data, use_gate=False)
+    fixed = _model(data, use_gate=False, mf_lightgcn_channels=0)  # ALS alone: 1/2 each
     parts = fixed.score(fixed.embed(x, edges), users)
     def standard(s):  # per user over the catalogue
         return (s - s.mean(-1, keepdim=True)) / s.std(-1, keepdim=True)
@@ -155,3 +155,40 @@ def test_content_items_keep_interactions_out_of_item_embeddings():
     fewer = dict(edges)
     fewer[INTERACTS] = edges[INTERACTS][:, :5]
     torch.testing.assert_close(model.embed(x, edges).item_gnn, model.embed(x, fewer).item_gnn)
+
+
+def test_a_lightgcn_beside_als_is_averaged_in_and_each_scorer_weighs_alike():
+    data = _data()
+    x, edges = _inputs(data)
+    users = torch.arange(NUM_USERS)
+    g = torch.Generator().manual_seed(1)
+    lightgcn = torch.randn(NUM_USERS, 4, generator=g), torch.randn(NUM_ITEMS, 4, generator=g)
+
+    def standard(s):  # per user over the catalogue
+        return (s - s.mean(-1, keepdim=True)) / s.std(-1, keepdim=True)
+
+    fixed = _model(data, mf_lightgcn_channels=4, use_gate=False)
+    fixed.mf.load_lightgcn(*lightgcn)
+    emb = fixed.embed(x, edges)
+    assert emb.fixed_gate == pytest.approx(1 / 3)
+    assert not emb.item_lightgcn[7].any() and emb.item_lightgcn[0].any()  # 7 is cold
+    parts = fixed.score(emb, users)
+    s_lightgcn = emb.user_lightgcn @ emb.item_lightgcn.t()
+    torch.testing.assert_close(parts.score, standard(parts.gnn) / 3 + standard(parts.mf) / 3
+                               + standard(s_lightgcn) / 3)
+    # A fresh learned gate starts at the same fixed mix.
+    learned = _model(data, mf_lightgcn_channels=4)
+    learned.mf.load_lightgcn(*lightgcn)
+    gate = learned.score(learned.embed(x, edges), users).gate
+    torch.testing.assert_close(gate, torch.full_like(gate, 1 / 3))
+    assert _model(data, mf_lightgcn_channels=0).embed(x, edges).fixed_gate == 0.5  # ALS alone
+
+
+def test_lightgcn_settings_are_checked():
+    data = _data()
+    with pytest.raises(ValueError, match="lightgcn_channels must be >= 0"):
+        _model(data, mf_lightgcn_channels=-1)
+    plain = _model(data, mf_lightgcn_channels=0)
+    assert plain.mf.lightgcn() is None
+    with pytest.raises(ValueError, match="built with lightgcn_channels=0"):
+        plain.mf.lightgcn_solution(data[INTERACTS].edge_index)
