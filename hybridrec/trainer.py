@@ -338,8 +338,8 @@ def fit(
     phase runs all its epochs and keeps its last state.
 
     With ``checkpoint_dir`` the full training state (model, best model, optimizer, random
-    state, history) is written there atomically after every epoch; ``resume=True`` continues
-    from it after a kill.
+    state, history, the MF branch's final factors) is written there atomically after every
+    epoch; ``resume=True`` continues from it after a kill, without refitting the factors.
 
     Args:
         model: the model (moved to ``device``).
@@ -536,10 +536,9 @@ class _PhaseState:
 
     def next_phase(self, phases: list[Phase], start: dict[str, Tensor]) -> None:
         """Move on to the phase after this one (or finish). The new phase's best so far is
-        its start, at the score the last phase ended with: a fresh gate is the fixed mix
-        (g = 1/2), so a trained gate is kept only where it beats that mix on validation
-        (on ml-100k, over 3 seeds and two splits, it never did). ``trained*`` track the best
-        trained epoch alone."""
+        its start, at the score the last phase ended with: a fresh gate is the fixed mix, so a
+        trained gate is kept only where it beats that mix on validation. ``trained*`` track the
+        best trained epoch alone."""
         position = phases.index(self.phase) + 1
         self.finished = position == len(phases)
         if not self.finished:
