@@ -83,6 +83,8 @@ class ModelConfig:
     # to 0.3579 and tail recall@20 from 0.037 to 0.045, for two LightGCN fits (on the branch's
     # pairs with early stopping, then on all pairs), about 3 minutes on 2 CPU cores.
     mf_lightgcn_channels: int = 64
+    # Upper bound on its epochs (it is early-stopped on validation when there is one).
+    mf_lightgcn_epochs: int = 300
     # Hidden width of the gate's MLPs.
     gate_hidden: int = 16
     # Dropout on the GNN branch's hidden layers.

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("kg", "KG edges (user-item graph only)"),
                        ("mf", "MF branch (GNN score only)"),
                        ("gate", "learned gate (fixed mix: each scorer weighs the same)"),
-                       ("lightgcn", "LightGCN beside ALS in the MF branch")):
+                       ("lightgcn", "LightGCN in the MF branch")):
         model.add_argument(f"--no-{name}", action="store_true", help=f"ablation: no {what}")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, help="maximum epochs (default: 60)")
@@ -513,7 +513,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     gate, candidate = metrics["gate"], metrics["gate_candidate"]
     if candidate is not None:
         print(f"gate:   the learned gate (valid {result.gate_candidate_score:.4f}, epoch "
-              f"{result.gate_candidate_epoch}) did not beat the fixed mix: kept it; it had "
+              f"{result.gate_candidate_epoch}) did not beat the fixed mix: kept the fixed mix; it had "
               "learned, by item popularity: " + _gate_text(candidate))
     elif gate is not None:
         print("gate:   mean g (weight of the GNN score) by item popularity: " + _gate_text(gate))

@@ -499,7 +499,7 @@ def fit(
                 result.gate_epoch = state.best_epoch
                 if state.best_epoch == 0 and state.trained is not None:
                     log.info("The learned gate (best valid %s %.4f, epoch %d) did not beat the "
-                             "fixed mix (%.4f): keeping it", valid_metric,
+                             "fixed mix (%.4f): keeping the fixed mix", valid_metric,
                              state.trained_score, state.trained_epoch, state.best_score)
                     result.gate_candidate = {k: v for k, v in state.trained.items()
                                              if k.startswith("gate.")}

@@ -59,11 +59,13 @@ def test_config_file_then_flags_then_set(tmp_path):
     base.save(tmp_path / "base.json")
     out = tmp_path / "run"
     argv = DATA + ["--config", str(tmp_path / "base.json"), "--epochs", "1", "--set",
-                   "train.lr=0.02", "--no-text", "--no-baselines", "--quiet", "--out", str(out)]
+                   "train.lr=0.02", "--no-text", "--no-lightgcn", "--no-baselines", "--quiet",
+                   "--out", str(out)]
     assert main(argv) == 0
     config = RunConfig.load(out / "config.json")
     assert config.model.hidden_channels == 8 and config.model.use_kg is False  # from the file
     assert config.train.epochs == 1 and config.train.lr == 0.02  # flag, then --set
+    assert config.model.mf_lightgcn_channels == 0 and load_run(out).model.mf.lightgcn() is None
 
 
 def test_user_supplied_split_files(tmp_path):

@@ -268,10 +268,29 @@ def test_a_lightgcn_branch_is_early_stopped_then_refitted_on_every_pair(tiny):
                  batch_size=16, num_negatives=6, gate_holdout=0.3,
                  generator=torch.Generator().manual_seed(5), show_progress=False)
     assert "LightGCN" in checked and "HybridScorer" in checked
-    assert result.lightgcn_epochs >= 5 and result.lightgcn_epochs % 5 == 0
+    # Stopped early, at a checked epoch.
+    assert 5 <= result.lightgcn_epochs < model.mf.lightgcn_epochs
+    assert result.lightgcn_epochs % 5 == 0
     seed = int(torch.randint(2**31 - 1, (1,), generator=torch.Generator().manual_seed(5)))
     users, items, epochs = model.mf.lightgcn_solution(graph[INTERACTS].edge_index, seed=seed,
                                                       epochs=result.lightgcn_epochs)
     assert epochs == result.lightgcn_epochs
     torch.testing.assert_close(model.mf.lightgcn_user, users)
     torch.testing.assert_close(model.mf.lightgcn_item, items)
+
+
+def test_the_gate_phase_factors_never_saw_the_held_out_pairs(tiny):
+    from hybridrec.trainer import _fit_frozen_factors
+
+    _, _, graph = tiny
+    model = _model(graph, mf_lightgcn_channels=4, mf_lightgcn_epochs=7)
+    every_pair = graph[INTERACTS].edge_index
+    branch_pairs = every_pair[:, ::2]
+    train, final, epochs = _fit_frozen_factors(model, branch_pairs, every_pair, None, seed=3)
+    assert epochs == 7  # no validation: every epoch
+    for name, fit_on in (("als", model.mf.als_solution), ("lightgcn", model.mf.lightgcn_solution)):
+        for factors, pairs in ((train[name], branch_pairs), (final[name], every_pair)):
+            expected = fit_on(pairs, seed=3)[:2]
+            torch.testing.assert_close(factors[0], expected[0], msg=name)
+            torch.testing.assert_close(factors[1], expected[1], msg=name)
+    assert not torch.allclose(train["lightgcn"][1], final["lightgcn"][1])

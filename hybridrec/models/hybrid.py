@@ -133,7 +133,8 @@ class HybridModel(torch.nn.Module):
             :class:`MatrixFactorization`; ``"als"`` is solved by
             :func:`~hybridrec.trainer.fit`) (default: :obj:`"als"`, :obj:`20.0`, :obj:`3.0`).
         mf_lightgcn_channels: width of a frozen LightGCN beside the ALS factors in the MF
-            branch, ``0`` = none (see :class:`MatrixFactorization`) (default: :obj:`0`).
+            branch, ``0`` = none, and its most epochs (see :class:`MatrixFactorization`)
+            (default: :obj:`0`, :obj:`300`).
         gate: ``"learned"`` or ``"fixed"`` (every scorer weighs the same: :math:`g = 1/2`, or
             :math:`1/3` with LightGCN) (default: :obj:`"learned"`).
         gate_hidden: width of the gate's MLPs (default: :obj:`16`).
@@ -167,6 +168,7 @@ class HybridModel(torch.nn.Module):
         mf_regularization: float = 20.0,
         mf_alpha: float = 3.0,
         mf_lightgcn_channels: int = 0,
+        mf_lightgcn_epochs: int = 300,
         gate: GateKind = "learned",
         gate_hidden: int = 16,
         text_channel: bool = True,
@@ -191,7 +193,7 @@ class HybridModel(torch.nn.Module):
         self.mf = (MatrixFactorization(self.num_users, self.num_items,
                                        mf_channels or hidden_channels, mf_layers, mf_bias,
                                        mf_solver, mf_regularization, mf_alpha,
-                                       mf_lightgcn_channels)
+                                       mf_lightgcn_channels, mf_lightgcn_epochs)
                    if use_mf else None)
         prior = 1 / 3 if use_mf and mf_lightgcn_channels else 1 / 2
         self.gate = (ScoreGate(3, gate_hidden, prior) if use_mf and gate == "learned" else None)
@@ -221,6 +223,7 @@ class HybridModel(torch.nn.Module):
                    mf_layers=config.mf_layers, mf_bias=config.mf_bias,
                    mf_solver=config.mf_solver, mf_regularization=config.mf_regularization,
                    mf_alpha=config.mf_alpha, mf_lightgcn_channels=config.mf_lightgcn_channels,
+                   mf_lightgcn_epochs=config.mf_lightgcn_epochs,
                    gate="learned" if config.use_gate else "fixed",
                    gate_hidden=config.gate_hidden)
 

@@ -55,6 +55,8 @@ class MatrixFactorization(torch.nn.Module):
             (see :class:`~hybridrec.baselines.ALS`) (default: :obj:`20.0`, :obj:`3.0`).
         lightgcn_channels: width of the frozen LightGCN embeddings, ``0`` = none
             (default: :obj:`0`).
+        lightgcn_epochs: the most epochs :meth:`lightgcn_solution` trains it
+            (default: :obj:`300`).
 
     Shapes:
         - **input:** user–item ``edge_index`` :math:`(2, |\mathcal{E}|)` (users in row 0,
@@ -65,7 +67,7 @@ class MatrixFactorization(torch.nn.Module):
     def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
                  num_layers: int = 0, bias: bool = True, solver: Solver = "gradient",
                  regularization: float = 20.0, alpha: float = 3.0,
-                 lightgcn_channels: int = 0) -> None:
+                 lightgcn_channels: int = 0, lightgcn_epochs: int = 300) -> None:
         super().__init__()
         if num_layers < 0:
             raise ValueError(f"MatrixFactorization: num_layers must be >= 0, got {num_layers}")
@@ -75,6 +77,9 @@ class MatrixFactorization(torch.nn.Module):
         if lightgcn_channels < 0:
             raise ValueError("MatrixFactorization: lightgcn_channels must be >= 0, got "
                              f"{lightgcn_channels}")
+        if lightgcn_epochs < 1:
+            raise ValueError("MatrixFactorization: lightgcn_epochs must be >= 1, got "
+                             f"{lightgcn_epochs}")
         if solver == "als" and num_layers:
             raise ValueError("MatrixFactorization: an ALS-solved branch takes no propagation "
                              f"layers (num_layers={num_layers}); smoothing would change the "
@@ -90,6 +95,7 @@ class MatrixFactorization(torch.nn.Module):
         self.item_emb = Embedding(num_items, embedding_dim)
         self.item_bias = Parameter(torch.zeros(num_items)) if bias else None
         self.lightgcn_channels = lightgcn_channels
+        self.lightgcn_epochs = lightgcn_epochs
         # Frozen: fitted by lightgcn_solution and set by load_lightgcn, never stepped.
         self.lightgcn_user = (Parameter(torch.zeros(num_users, lightgcn_channels), False)
                               if lightgcn_channels else None)
@@ -125,20 +131,22 @@ class MatrixFactorization(torch.nn.Module):
                                    device=device)
         return users.to(device), items.to(device)
 
-    def lightgcn_solution(self, edge_index: Tensor, *, seed: int = 0, epochs: int = 300,
+    def lightgcn_solution(self, edge_index: Tensor, *, seed: int = 0, epochs: int | None = None,
                           metric: Callable[[Scorer], float] | None = None
                           ) -> tuple[Tensor, Tensor, int]:
         r"""Fit a :class:`~hybridrec.baselines.LightGCN` (the baseline's settings, this
         branch's width) on the user–item pairs ``edge_index`` and return its final user and item
         embeddings (on this branch's device) and its epochs. With ``metric``
         (``scorer -> validation value``) it is early-stopped as the baseline is (checked every
-        5 epochs, patience 3) and the best epoch kept; else it runs all ``epochs``."""
+        5 epochs, patience 3) and the best epoch kept; else it runs all ``epochs`` (default:
+        ``lightgcn_epochs``)."""
         from hybridrec.baselines import LightGCN, EarlyStopping
 
         if not self.lightgcn_channels:
             raise ValueError("MatrixFactorization.lightgcn_solution: the branch was built "
                              "with lightgcn_channels=0")
         device = self.lightgcn_user.device
+        epochs = self.lightgcn_epochs if epochs is None else epochs
         pairs = Interactions(edge_index[0].cpu().numpy(), edge_index[1].cpu().numpy())
         scorer = LightGCN(self.lightgcn_channels, epochs=epochs, random_state=seed,
                           device=str(device))
