@@ -22,6 +22,12 @@ REV_INTERACTS: EdgeType = ("item", "rev_interacts", "user")
 GateKind = Literal["learned", "fixed"]
 
 
+def fixed_gate(with_lightgcn: bool) -> float:
+    """The GNN's weight in the fixed mix, where every scorer weighs the same: 1/2 beside ALS,
+    1/3 beside ALS and LightGCN (which share the MF side)."""
+    return 1 / 3 if with_lightgcn else 1 / 2
+
+
 @dataclass
 class HybridEmbeddings:
     """Everything scoring needs, computed once per graph by :meth:`HybridModel.embed`.
@@ -51,9 +57,8 @@ class HybridEmbeddings:
 
     @property
     def fixed_gate(self) -> float:
-        """The GNN's weight in the fixed mix: every scorer weighs the same (1/2 beside ALS,
-        1/3 beside ALS and LightGCN)."""
-        return 1 / 3 if self.user_lightgcn is not None else 1 / 2
+        """The GNN's weight in the fixed mix (see :func:`fixed_gate`)."""
+        return fixed_gate(self.user_lightgcn is not None)
 
     def detach_branches(self) -> HybridEmbeddings:
         """A copy whose branch outputs are detached and gate outputs are not: a loss on its
@@ -195,8 +200,8 @@ class HybridModel(torch.nn.Module):
                                        mf_solver, mf_regularization, mf_alpha,
                                        mf_lightgcn_channels, mf_lightgcn_epochs)
                    if use_mf else None)
-        prior = 1 / 3 if use_mf and mf_lightgcn_channels else 1 / 2
-        self.gate = (ScoreGate(3, gate_hidden, prior) if use_mf and gate == "learned" else None)
+        self.gate = (ScoreGate(3, gate_hidden, fixed_gate(mf_lightgcn_channels > 0))
+                     if use_mf and gate == "learned" else None)
         self.text_channel = text_channel and bool(in_channels_dict.get("item"))
         self.text_log_scale = Parameter(torch.zeros(1)) if self.text_channel else None
         self.reset_parameters()
@@ -314,7 +319,7 @@ class HybridModel(torch.nn.Module):
         """The raw GNN and (ALS or gradient) MF scores alone (``None`` without MF), shaped as
         :meth:`score`'s; cheaper than :meth:`score`, which normalises each over every item to
         mix them. (The frozen LightGCN's, if any, are left out: nothing trains them.)"""
-        return _branch_scores(emb, user_index, item_index)[:2]
+        return _branch_scores(emb, user_index, item_index, with_lightgcn=False)[:2]
 
     def forward(
         self,
@@ -348,10 +353,10 @@ def _gather(t: Tensor, index: Tensor) -> Tensor:
     return t.index_select(0, index.reshape(-1)).reshape(*index.shape, *t.shape[1:])
 
 
-def _branch_scores(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None
-                   ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """The raw GNN, MF and LightGCN scores (``None`` where absent) in the shape
-    :meth:`HybridModel.score` describes."""
+def _branch_scores(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor | None,
+                   with_lightgcn: bool = True) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """The raw GNN, MF and LightGCN scores (``None`` where absent, or for LightGCN when not
+    ``with_lightgcn``) in the shape :meth:`HybridModel.score` describes."""
     def dot(users: Tensor, items: Tensor) -> Tensor:
         u = users.index_select(0, user_index)  # [B, H]
         if item_index is None:
@@ -372,8 +377,8 @@ def _branch_scores(emb: HybridEmbeddings, user_index: Tensor, item_index: Tensor
         return s_gnn, None, None
     bias = (emb.item_bias.unsqueeze(0) if item_index is None
             else _gather(emb.item_bias, item_index))
-    s_lightgcn = (None if emb.user_lightgcn is None
-                  else dot(emb.user_lightgcn, emb.item_lightgcn))
+    s_lightgcn = (dot(emb.user_lightgcn, emb.item_lightgcn)
+                  if with_lightgcn and emb.user_lightgcn is not None else None)
     return s_gnn, dot(emb.user_mf, emb.item_mf) + bias, s_lightgcn
 
 

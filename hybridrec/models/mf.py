@@ -169,12 +169,7 @@ class MatrixFactorization(torch.nn.Module):
         """The LightGCN user and item embeddings with masked rows zeroed (``None`` without)."""
         if not self.lightgcn_channels:
             return None
-        users, items = self.lightgcn_user, self.lightgcn_item
-        if user_mask is not None:
-            users = users * (~user_mask).unsqueeze(-1).to(users.dtype)
-        if item_mask is not None:
-            items = items * (~item_mask).unsqueeze(-1).to(items.dtype)
-        return users, items
+        return _zero_rows(self.lightgcn_user, user_mask), _zero_rows(self.lightgcn_item, item_mask)
 
     @torch.no_grad()
     def load_factors(self, users: Tensor, items: Tensor) -> None:
@@ -194,11 +189,8 @@ class MatrixFactorization(torch.nn.Module):
         users, items = self.user_emb.weight, self.item_emb.weight
         bias = (self.item_bias if self.item_bias is not None
                 else items.new_zeros(self.num_items))
-        if user_mask is not None:
-            users = users * (~user_mask).unsqueeze(-1).to(users.dtype)
-        if item_mask is not None:
-            keep = (~item_mask).to(items.dtype)
-            items, bias = items * keep.unsqueeze(-1), bias * keep
+        users, items, bias = (_zero_rows(users, user_mask), _zero_rows(items, item_mask),
+                              _zero_rows(bias, item_mask))
         if self.num_layers:
             if edge_index is None:
                 raise ValueError("MatrixFactorization: num_layers > 0 needs the user-item "
@@ -227,3 +219,11 @@ class MatrixFactorization(torch.nn.Module):
                 f"solver={self.solver!r}"
                 + (f", lightgcn_channels={self.lightgcn_channels}" if self.lightgcn_channels
                    else "") + ")")
+
+
+def _zero_rows(t: Tensor, mask: Tensor | None) -> Tensor:
+    """``t`` (``[N]`` or ``[N, H]``) with the rows where ``mask`` is true set to zero."""
+    if mask is None:
+        return t
+    keep = (~mask).to(t.dtype)
+    return t * (keep if t.dim() == 1 else keep.unsqueeze(-1))
