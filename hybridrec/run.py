@@ -53,7 +53,7 @@ from hybridrec.models.prepare import graph_inputs
 
 log = logging.getLogger(__name__)
 
-FORMAT = "hybridrec-run/4"  # 4: the MF branch's LightGCN
+FORMAT = "hybridrec-run/5"  # 4: the MF branch's LightGCN; 5: centred text channel
 FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
          "embeddings.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
          "train.log")

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 LossKind = Literal["softmax", "bpr"]
 Phase = Literal["branches", "gate"]
 CHECKPOINT_FILE = "checkpoint.safetensors"
-_FORMAT = "hybridrec-checkpoint/4"  # 4: the final frozen factors
+_FORMAT = "hybridrec-checkpoint/5"  # 4: the final frozen factors; 5: centred text
 
 # Scorer -> validation metrics; fit passes the hybrid's scorer, and its LightGCN's, if any.
 Validate = Callable[[Scorer], dict[str, object]]

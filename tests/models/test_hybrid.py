@@ -5,7 +5,9 @@ import pytest
 import torch
 from torch_geometric.data import HeteroData
 
+from hybridrec.baselines import TextOnly
 from hybridrec.config import ModelConfig
+from hybridrec.data.dataset import Interactions
 from hybridrec.models import HybridModel, prepare_graph
 from hybridrec.models.hybrid import INTERACTS
 
@@ -131,15 +133,18 @@ def test_embedding_penalty_counts_the_batch_rows():
 
 def test_text_channel_is_the_text_only_cosine_with_a_learned_weight():
     data = _data()
+    data["item"].x = data["item"].x + 2.0  # a direction every text shares, as sentence embeddings
     model = _model(data)
     x, edges = _inputs(data)
     emb = model.embed(x, edges)
-    item_text = torch.nn.functional.normalize(x["item"], dim=-1)
     ui = edges[INTERACTS]
-    profile = torch.zeros(NUM_USERS, 12).index_add_(0, ui[0], item_text[ui[1]])
-    torch.testing.assert_close(emb.user_text, torch.nn.functional.normalize(profile, dim=-1))
+    baseline = TextOnly(center=True).fit(
+        Interactions(ui[0].numpy(), ui[1].numpy()), NUM_USERS, NUM_ITEMS,
+        item_embeddings=x["item"])
+    text = emb.user_text @ emb.item_text.t()
+    torch.testing.assert_close(text, baseline.score(torch.arange(NUM_USERS)))
     parts = model.score(emb, torch.arange(NUM_USERS))
-    expected = emb.user_gnn @ emb.item_gnn.t() + emb.text_scale * (emb.user_text @ item_text.t())
+    expected = emb.user_gnn @ emb.item_gnn.t() + emb.text_scale * text
     torch.testing.assert_close(parts.gnn, expected)
     parts.score.sum().backward()
     assert model.text_log_scale.grad is not None
