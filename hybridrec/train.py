@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import io
 import logging
 import multiprocessing
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,13 +231,12 @@ def fit_hybrid(
                           prune_leaf_entities=config.model.prune_leaf_entities)
     generator = seed_everything(config.train.seed)
     model = HybridModel.from_config(config.model, graph)
-    validate = None
+    validate: Callable[[Scorer], dict[str, object]] | None = None
     if len(split.valid):
         metric = config.train.valid_metric
         k = int(metric.rsplit("@", 1)[1]) if "@" in metric else 20
-
-        def validate(scorer: Scorer) -> dict[str, object]:
-            return evaluate(scorer, dataset, split, part="valid", ks=(k,), device=device)
+        validate = functools.partial(evaluate, data=dataset, split=split, part="valid",
+                                     ks=(k,), device=device)
     else:
         log.warning("The split has no validation part: training all %d epochs without early "
                     "stopping", config.train.epochs)
