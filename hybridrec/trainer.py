@@ -489,8 +489,10 @@ def fit(
         if done:
             if state.bad_checks >= patience:
                 result.stopped_early = True
-                log.info("Early stop of the %s phase after epoch %d: best %s %.4f at epoch %d",
-                         phase, epoch, valid_metric, state.best_score, state.best_epoch)
+                log.info("Early stop of the %s phase after epoch %d: best %s %.4f at epoch %d%s",
+                         phase, epoch, valid_metric, state.best_score, state.best_epoch,
+                         " (the fixed mix, before any gate step)"
+                         if phase == "gate" and state.best_epoch == 0 else "")
             if state.best is not None:
                 model.load_state_dict(state.best)
             if phase == "branches":
@@ -573,7 +575,8 @@ def _fit_frozen_factors(
         train["lightgcn"] = users, items
         final["lightgcn"] = (train["lightgcn"] if every_pair is None else
                              mf.lightgcn_solution(every_pair, seed=seed, epochs=epochs)[:2])
-        log.info("LightGCN of the MF branch: %d epochs", epochs)
+        log.info("LightGCN of the MF branch: %d epochs (early-stopped on validation; at most %d)",
+                 epochs, mf.lightgcn_epochs)
     return train, final, epochs
 
 
