@@ -214,9 +214,10 @@ class MatrixFactorization(torch.nn.Module):
         return _csr(row, col, (deg[row] * deg[col]).rsqrt(), (n, n))
 
     def __repr__(self) -> str:
+        # Only what is switched on: "num_layers=0" beside a LightGCN read as "no LightGCN".
         return (f"{self.__class__.__name__}({self.num_users}, {self.num_items}, "
-                f"embedding_dim={self.embedding_dim}, num_layers={self.num_layers}, "
-                f"solver={self.solver!r}"
+                f"embedding_dim={self.embedding_dim}, solver={self.solver!r}"
+                + (f", num_layers={self.num_layers}" if self.num_layers else "")
                 + (f", lightgcn_channels={self.lightgcn_channels}" if self.lightgcn_channels
                    else "") + ")")
 

@@ -10,7 +10,8 @@ def test_shapes_and_bias():
     mf = MatrixFactorization(4, 6, 8)
     users, items, bias = mf()
     assert users.shape == (4, 8) and items.shape == (6, 8) and bias.shape == (6,)
-    assert "embedding_dim=8" in str(mf)
+    assert "embedding_dim=8" in str(mf) and "num_layers" not in str(mf)  # only what is on
+    assert "num_layers=2" in str(MatrixFactorization(4, 6, 8, num_layers=2))
     users, items, bias = MatrixFactorization(4, 6, 8, bias=False)()
     assert torch.equal(bias, torch.zeros(6))
 
