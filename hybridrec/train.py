@@ -321,9 +321,8 @@ def fit_baselines(dataset: Dataset, split: Split, device: torch.device | str | N
         if name == "ALS" or metric is None:
             scorer.fit(split.train, dataset.num_users, dataset.num_items)
         else:
-            stopper = EarlyStopping(metric, eval_every=5, patience=3)
-            scorer.fit(split.train, dataset.num_users, dataset.num_items, callback=stopper)
-            stopper.finish(scorer)  # The best epoch's state, not the last one's.
+            EarlyStopping(metric, eval_every=5, patience=3).fit(
+                scorer, split.train, dataset.num_users, dataset.num_items)
         seconds = time.perf_counter() - start
         out.append((name, evaluate_run(scorer, dataset, split, device), seconds))
     return out

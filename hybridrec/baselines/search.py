@@ -18,7 +18,7 @@ from typing import Any
 from torch import Tensor
 
 from hybridrec.baselines.base import BaseScorer, Callback
-from hybridrec.data.dataset import Dataset
+from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.split import Split
 from hybridrec.evaluate import evaluate
 from hybridrec.scoring import Scorer
@@ -88,6 +88,14 @@ class EarlyStopping:
             return False
         self._check(epoch, scorer)
         return self._bad >= self.patience
+
+    def fit(self, scorer: BaseScorer, train: Interactions, num_users: int,
+            num_items: int) -> BaseScorer:
+        """Fit ``scorer`` on ``train`` with this callback and :meth:`finish`: the scorer ends
+        in its best epoch's state, not its last one's."""
+        scorer.fit(train, num_users, num_items, callback=self)
+        self.finish(scorer)
+        return scorer
 
     def finish(self, scorer: BaseScorer) -> None:
         """Evaluate the last epoch if it was not, then put the best state back."""

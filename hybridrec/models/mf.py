@@ -150,11 +150,13 @@ class MatrixFactorization(torch.nn.Module):
         pairs = Interactions(edge_index[0].cpu().numpy(), edge_index[1].cpu().numpy())
         scorer = LightGCN(self.lightgcn_channels, epochs=epochs, random_state=seed,
                           device=str(device))
-        stopper = EarlyStopping(metric, eval_every=5, patience=3) if metric else None
-        scorer.fit(pairs, self.num_users, self.num_items, callback=stopper)
-        if stopper is not None:
-            stopper.finish(scorer)
-        best = stopper.best_epoch if stopper is not None and stopper.best_epoch else epochs
+        if metric is None:
+            scorer.fit(pairs, self.num_users, self.num_items)
+            best = epochs
+        else:
+            stopper = EarlyStopping(metric, eval_every=5, patience=3)
+            stopper.fit(scorer, pairs, self.num_users, self.num_items)
+            best = stopper.best_epoch or epochs
         state = scorer.state_tensors()
         return state["user_embedding"].to(device), state["item_embedding"].to(device), best
 
