@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -50,6 +49,7 @@ from hybridrec.data.idmap import IdMap
 from hybridrec.data.split import Split
 from hybridrec.models.hybrid import HybridEmbeddings, HybridModel, HybridScorer
 from hybridrec.models.prepare import graph_inputs
+from hybridrec.tensor_files import read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -249,14 +249,11 @@ def _read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     if not path.is_file():
         raise DataError(path, "a file of the run folder; it does not exist (an unfinished or "
                               "foreign folder?)")
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        if metadata.get("format") != FORMAT:
-            raise DataError(path, f"format {FORMAT!r}, got {metadata.get('format')!r}",
-                            field="format")
-        # Copies: a tensor read from the file may sit off the 64-byte alignment of torch's
-        # allocator, and BLAS then takes another kernel path, rounding scores differently.
-        return {k: f.get_tensor(k).clone() for k in f.keys()}, metadata
+    tensors, metadata = read_tensors(path)
+    if metadata.get("format") != FORMAT:
+        raise DataError(path, f"format {FORMAT!r}, got {metadata.get('format')!r}",
+                        field="format")
+    return tensors, metadata
 
 
 def _read_json(path: Path) -> Any:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -34,6 +33,7 @@ from hybridrec.sampling import (
     known_pairs,
     uniform_items,
 )
+from hybridrec.tensor_files import read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -670,12 +670,10 @@ def _load_checkpoint(path: Path, model: HybridModel, optimizer: torch.optim.Opti
                      final_factors: dict[str, tuple[Tensor, Tensor]]) -> _PhaseState:
     """Restore ``model``, ``optimizer``, ``generator``, ``result`` and ``final_factors`` (in
     place) from a checkpoint of :func:`_save_checkpoint`; return the phase state."""
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        if metadata.get("format") != _FORMAT:
-            raise ValueError(f"{path}: expected a {_FORMAT} checkpoint, got format "
-                             f"{metadata.get('format')!r}")
-        tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
+    tensors, metadata = read_tensors(path)
+    if metadata.get("format") != _FORMAT:
+        raise ValueError(f"{path}: expected a {_FORMAT} checkpoint, got format "
+                         f"{metadata.get('format')!r}")
     meta = json.loads(metadata["state"])
     device = next(model.parameters()).device
 

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.text.builders import Template, entity_texts, item_texts, user_texts
+from hybridrec.tensor_files import read_tensors
 from hybridrec.text.cache import write_atomic
 from hybridrec.text.encoder import TextEncoder
 
@@ -122,8 +122,7 @@ class NodeFeatures:
         if _sha256(tensors_path) != meta.get("tensors_sha256"):
             raise DataError(tensors_path, "the tensors whose sha256 node_features.json records; the "
                                           "file differs (an interrupted or mixed save?)")
-        with safe_open(tensors_path, framework="pt") as f:
-            tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
+        tensors, _ = read_tensors(tensors_path)
         try:
             return cls(user=tensors["user"], item=tensors["item"], entity=tensors["entity"],
                        entity_has_text=tensors["entity_has_text"],
