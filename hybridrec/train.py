@@ -22,7 +22,7 @@ import logging
 import multiprocessing
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +49,7 @@ from hybridrec.graph import build_graph
 from hybridrec.models.hybrid import HybridModel, HybridScorer
 from hybridrec.models.prepare import graph_inputs, prepare_graph
 from hybridrec.run import json_ready, save_run
-from hybridrec.scoring import Scorer
-from hybridrec.trainer import FitResult, fit, fit_kwargs
+from hybridrec.trainer import FitResult, Validate, fit, fit_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +230,7 @@ def fit_hybrid(
                           prune_leaf_entities=config.model.prune_leaf_entities)
     generator = seed_everything(config.train.seed)
     model = HybridModel.from_config(config.model, graph)
-    validate: Callable[[Scorer], dict[str, object]] | None = None
+    validate: Validate | None = None
     if len(split.valid):
         metric = config.train.valid_metric
         k = int(metric.rsplit("@", 1)[1]) if "@" in metric else 20
@@ -512,8 +511,8 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     gate, candidate = metrics["gate"], metrics["gate_candidate"]
     if candidate is not None:
         print(f"gate:   the learned gate (valid {result.gate_candidate_score:.4f}, epoch "
-              f"{result.gate_candidate_epoch}) did not beat the fixed mix: kept the fixed mix; it had "
-              "learned, by item popularity: " + _gate_text(candidate))
+              f"{result.gate_candidate_epoch}) did not beat the fixed mix: kept the fixed mix; "
+              "it had learned, by item popularity: " + _gate_text(candidate))
     elif gate is not None:
         print("gate:   mean g (weight of the GNN score) by item popularity: " + _gate_text(gate))
     print("time:   " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
