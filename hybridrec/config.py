@@ -79,9 +79,10 @@ class ModelConfig:
     mf_bias: bool = False
     # Width of a LightGCN (BPR, early-stopped like the baseline) beside the ALS factors in the
     # MF branch, 0 = none. Its scores are averaged with ALS's and the fixed mix weighs GNN, ALS
-    # and LightGCN 1/3 each. On ml-100k (random split, seed 0) it lifted test NDCG@20 from 0.3551
-    # to 0.3579 and tail recall@20 from 0.037 to 0.045, for two LightGCN fits (on the branch's
-    # pairs with early stopping, then on all pairs), about 3 minutes on 2 CPU cores.
+    # and LightGCN 1/3 each. On ml-100k (random split, 3 seeds, benchmarks/results/ml-100k-hybrid)
+    # it lifts test NDCG@20 from 0.3559 to 0.3597 and tail recall@20 from 0.037 to 0.048, for
+    # two LightGCN fits (on the branch's pairs with early stopping, then on all pairs), about
+    # 3 minutes on 2 CPU cores.
     mf_lightgcn_channels: int = 64
     # Upper bound on its epochs (it is early-stopped on validation when there is one).
     mf_lightgcn_epochs: int = 300
