@@ -1,4 +1,5 @@
-"""Reading safetensors files into aligned tensors (runs, checkpoints, node features)."""
+"""Reading safetensors files into aligned tensors (runs, checkpoints, node features, saved
+baselines)."""
 from __future__ import annotations
 
 import os

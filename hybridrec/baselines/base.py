@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from hybridrec.device import pick_device
 from hybridrec.scoring import Scorer, check_user_index
+from hybridrec.tensor_files import read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +202,6 @@ class BaseScorer:
         scorer = target(**meta["params"])
         scorer._start_fit(meta["num_users"], meta["num_items"],
                           device if device is not None else meta["params"].get("device"))
-        state = load_file(str(folder / "scorer.safetensors"))
+        state, _ = read_tensors(folder / "scorer.safetensors")
         scorer._load_state({k: v.to(scorer.device_) for k, v in state.items()})
         return scorer
