@@ -34,7 +34,7 @@ from hybridrec.data.split import random_split  # noqa: E402
 from hybridrec.graph import build_graph  # noqa: E402
 from hybridrec.models import HybridModel, prepare_graph  # noqa: E402
 from hybridrec.models.hybrid import INTERACTS  # noqa: E402
-from hybridrec.train import fit_hybrid, text_features  # noqa: E402
+from hybridrec.pipeline import fit_hybrid, text_features  # noqa: E402
 from hybridrec.trainer import sample_batch, train_step  # noqa: E402
 
 OPERATORS = ("rgcn", "sage", "lightgcn", "graph", "gat", "hgt")

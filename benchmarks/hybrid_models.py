@@ -19,7 +19,7 @@ import torch
 from benchmarks.registry import ModelContext, register_model
 from hybridrec.config import ModelConfig, RunConfig, TrainConfig
 from hybridrec.scoring import Scorer
-from hybridrec.train import candidate_gate_report, fit_hybrid, gate_report, text_features
+from hybridrec.pipeline import candidate_gate_report, fit_hybrid, gate_report, text_features
 
 #: Name -> the ModelConfig fields it switches off.
 ABLATIONS: dict[str, dict[str, Any]] = {

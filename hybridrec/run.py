@@ -13,6 +13,11 @@ A run folder holds:
 * ``split.safetensors``: the train / valid / test pairs (and cold items / users) it was
   evaluated on;
 * ``ids.json``: raw ids of users, items, entities (by original index) and relations;
+* ``dataset.json`` + ``dataset.safetensors``: the data set itself (tables, KG, links; see
+  :mod:`hybridrec.data.store`), so that the run can show titles and explain without the
+  original files;
+* ``updates.json`` + ``updates.safetensors`` (only after updates): the items and interactions
+  a :class:`~hybridrec.Recommender` added after training, replayed on load;
 * ``metrics.json``: ``{"test": {...}, "valid": {...}, ...}`` from
   :func:`hybridrec.evaluate.evaluate` (lower-case ``recall@20``; popularity and cold
   breakdowns inside), plus ``"gate"`` (mean gate per popularity bucket and for cold items) and
@@ -43,20 +48,22 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from hybridrec.config import RunConfig
-from hybridrec.data.dataset import Interactions
+from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.data.idmap import IdMap
 from hybridrec.data.split import Split
+from hybridrec.data.store import read_dataset, write_dataset
 from hybridrec.models.hybrid import HybridEmbeddings, HybridModel, HybridScorer
 from hybridrec.models.prepare import graph_inputs
 from hybridrec.tensor_files import read_tensors
 
 log = logging.getLogger(__name__)
 
-FORMAT = "hybridrec-run/5"  # 4: the MF branch's LightGCN; 5: centred text channel
+FORMAT = "hybridrec-run/6"  # 5: centred text channel; 6: the data set and updates inside
 FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
          "embeddings.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
-         "train.log")
+         "train.log", "dataset.json", "dataset.safetensors")
+UPDATE_FILES = ("updates.json", "updates.safetensors")
 
 
 @dataclass
@@ -73,6 +80,8 @@ class Run:
         ids: ``users`` / ``items`` / ``entities`` / ``relations`` id maps.
         metrics: the content of ``metrics.json``.
         info: the content of ``run.json``.
+        dataset: the data set it was trained on.
+        updates: ``(json, tensors)`` of the updates made after training (``None``: none).
     """
 
     folder: Path
@@ -84,6 +93,8 @@ class Run:
     ids: dict[str, IdMap]
     metrics: dict[str, Any]
     info: dict[str, Any]
+    dataset: Dataset
+    updates: tuple[dict[str, Any], dict[str, Tensor]] | None = None
 
 
 def json_ready(value: Any) -> Any:
@@ -184,8 +195,10 @@ def save_run(
     split: Split,
     ids: dict[str, IdMap],
     metrics: dict[str, Any],
+    dataset: Dataset,
     info: dict[str, Any] | None = None,
     log_text: str = "",
+    updates: tuple[dict[str, Any], dict[str, Tensor]] | None = None,
 ) -> Path:
     """Write a run folder (see the module docstring), atomically.
 
@@ -202,8 +215,10 @@ def save_run(
         split: the split it was evaluated on.
         ids: ``users`` / ``items`` / ``entities`` / ``relations`` id maps of the data set.
         metrics: evaluation results (``{"test": ..., "valid": ...}``).
+        dataset: the data set (written with :func:`~hybridrec.data.store.write_dataset`).
         info: more JSON for ``run.json`` (history, timings ...).
         log_text: the training log.
+        updates: ``(json, tensors)`` describing updates after training (default: none).
     """
     folder = Path(folder)
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
@@ -233,6 +248,10 @@ def save_run(
     _write_json(tmp / "run.json", {"format": FORMAT, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                    "torch": torch.__version__, **(info or {})})
     (tmp / "train.log").write_text(log_text, encoding="utf-8")
+    write_dataset(dataset, tmp)
+    if updates is not None:
+        _write_json(tmp / "updates.json", {"format": FORMAT, **updates[0]})
+        save_file(updates[1], str(tmp / "updates.safetensors"), metadata=meta)
 
     if folder.exists():
         old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
@@ -278,7 +297,10 @@ def load_run(folder: str | os.PathLike[str], device: str | torch.device | None =
     folder = Path(folder)
     info = _read_json(folder / "run.json")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise DataError(folder / "run.json", f"format {FORMAT!r}", field="format")
+        found = info.get("format") if isinstance(info, dict) else None
+        raise DataError(folder / "run.json", f"format {FORMAT!r}, got {found!r}: this run was "
+                        "written by another version of hybridrec; retrain it with "
+                        "python -m hybridrec.train", field="format")
     try:
         config = RunConfig.load(folder / "config.json")
     except ValueError as err:
@@ -302,7 +324,12 @@ def load_run(folder: str | os.PathLike[str], device: str | torch.device | None =
     scorer = model.scorer(*graph_inputs(graph, device))
     ids = {name: IdMap(values) for name, values in _read_json(folder / "ids.json").items()}
     metrics = _read_json(folder / "metrics.json")
-    return Run(folder, config, model, graph, scorer, split, ids, metrics, info)
+    dataset = read_dataset(folder)
+    updates = None
+    if (folder / "updates.json").is_file():
+        tensors, _ = _read_tensors(folder / "updates.safetensors")
+        updates = (_read_json(folder / "updates.json"), tensors)
+    return Run(folder, config, model, graph, scorer, split, ids, metrics, info, dataset, updates)
 
 
 def load_embeddings(folder: str | os.PathLike[str]) -> HybridScorer:

@@ -10,7 +10,7 @@ from hybridrec.data.split import random_split
 from hybridrec.graph import build_graph
 from hybridrec.models import HybridModel, prepare_graph
 from hybridrec.run import FILES, load_embeddings, load_run, save_run
-from hybridrec.train import evaluate_run
+from hybridrec.pipeline import evaluate_run
 from hybridrec.trainer import fit
 
 
@@ -43,6 +43,7 @@ def fitted(example_dataset):
 def _save(fitted, folder):
     dataset, split, graph, config, model, ids, scorer, metrics = fitted
     return save_run(folder, config=config, model=model, graph=graph, split=split, ids=ids,
+                    dataset=dataset,
                     metrics=metrics, info={"history": []}, log_text="epoch 1: ...\n")
 
 
@@ -104,7 +105,7 @@ def test_a_run_with_a_lightgcn_loads_to_the_same_scores(fitted, tmp_path):
     x = {t: graph[t].x for t in graph.node_types if "x" in graph[t]}
     scorer = model.eval().scorer(x, dict(graph.edge_index_dict))
     folder = save_run(tmp_path / "run", config=config, model=model, graph=graph, split=split,
-                      ids=ids, metrics=evaluate_run(scorer, dataset, split), info={},
+                      ids=ids, dataset=dataset, metrics=evaluate_run(scorer, dataset, split), info={},
                       log_text="")
     users = torch.arange(dataset.num_users)
     assert torch.equal(load_run(folder).scorer.score(users), scorer.score(users))

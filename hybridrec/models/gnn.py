@@ -361,6 +361,17 @@ class HeteroGNN(torch.nn.Module):
         edge_index_dict: dict[EdgeType, Tensor],
         masked_dict: dict[NodeType, Tensor] | None = None,
     ) -> dict[NodeType, Tensor]:
+        layers = self.layer_outputs(x_dict, edge_index_dict, masked_dict)
+        return {t: torch.stack([layer[t] for layer in layers]).mean(0) for t in self.node_types}
+
+    def layer_outputs(
+        self,
+        x_dict: dict[NodeType, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        masked_dict: dict[NodeType, Tensor] | None = None,
+    ) -> list[dict[NodeType, Tensor]]:
+        r"""Every layer's node states :math:`\mathbf{h}^{(0)}, \dots, \mathbf{h}^{(L)}`
+        (:meth:`forward` returns their mean); :meth:`fold_in` reads them."""
         h = self.input_embeddings(x_dict, masked_dict)
         layers = [h]
         graph: dict[EdgeType, Tensor] | RelationalPlan = {
@@ -382,7 +393,64 @@ class HeteroGNN(torch.nn.Module):
                 new[t] = msg
             h = new
             layers.append(h)
-        return {t: torch.stack([layer[t] for layer in layers]).mean(0) for t in self.node_types}
+        return layers
+
+    def text_input(self, node_type: NodeType, x: Tensor | None, num_nodes: int) -> Tensor:
+        r""":math:`\mathbf{h}^{(0)}` of ``num_nodes`` nodes that are not in the trained graph:
+        the projection of their text ``x`` (``[N, F]``), no ID embedding (none was trained for
+        them); zeros for a node type without text features. Shape ``[N, H]``."""
+        weight = next(self.parameters())
+        if node_type not in self.lin_in or x is None:
+            return weight.new_zeros(num_nodes, self.hidden_channels)
+        return self.lin_in[node_type](x.to(weight.dtype))
+
+    def fold_in(
+        self,
+        node_type: NodeType,
+        h0: Tensor,
+        in_edges: dict[EdgeType, Tensor],
+        layers: list[dict[NodeType, Tensor]],
+    ) -> Tensor:
+        r"""Output embeddings :math:`\mathbf{z}_v` of ``N`` nodes from their own input state and
+        their in-neighbours, with the neighbours' states read from ``layers`` (a
+        :meth:`layer_outputs` of the trained graph) instead of being recomputed.
+
+        The nodes' own layers follow the forward math exactly; the neighbours do not see the
+        new edges (the usual fold-in approximation: adding one user or item does not move the
+        rest of the graph). For a node already in the graph with its own edges, the result
+        equals :meth:`forward`'s row. Only the ``"rgcn"`` operator is supported.
+
+        Args:
+            node_type: the type of the ``N`` nodes.
+            h0: their input states ``[N, H]`` (see :meth:`text_input`).
+            in_edges: per edge type ``(src, rel, node_type)``, ``[2, E]`` pairs of
+                (row in ``0..N-1``, source node index).
+            layers: the trained graph's per-layer states.
+        Returns:
+            ``[N, H]``.
+        """
+        if self.conv != "rgcn":
+            raise ValueError(f"HeteroGNN.fold_in: supported for conv='rgcn' only, not "
+                             f"{self.conv!r}; retrain with the default operator")
+        n, h = h0.size(0), h0
+        outputs = [h]
+        for k, conv in enumerate(self.convs):
+            msg = h.new_zeros(n, self.hidden_channels)
+            for edge_type, pairs in in_edges.items():
+                if edge_type not in self.edge_types or pairs.size(1) == 0:
+                    continue
+                r = self.edge_types.index(edge_type)
+                row, src = pairs[0], pairs[1]
+                x = layers[k][edge_type[0]].index_select(0, src)  # [E, H]
+                total = x.new_zeros(n, x.size(1)).index_add_(0, row, x)
+                count = torch.bincount(row, minlength=n).clamp_(min=1).unsqueeze(-1)
+                msg = msg + (total / count) @ conv.weight[r]  # mean within the relation
+            msg = msg + self.lin_root[k][node_type](h)
+            if k < self.num_layers - 1:
+                msg = F.leaky_relu(msg, 0.2)
+            h = msg
+            outputs.append(h)
+        return torch.stack(outputs).mean(0)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.hidden_channels}, num_layers={self.num_layers}, "
