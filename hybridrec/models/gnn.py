@@ -410,7 +410,8 @@ class HeteroGNN(torch.nn.Module):
         h0: Tensor,
         in_edges: dict[EdgeType, Tensor],
         layers: list[dict[NodeType, Tensor]],
-    ) -> Tensor:
+        return_layers: bool = False,
+    ) -> Tensor | list[Tensor]:
         r"""Output embeddings :math:`\mathbf{z}_v` of ``N`` nodes from their own input state and
         their in-neighbours, with the neighbours' states read from ``layers`` (a
         :meth:`layer_outputs` of the trained graph) instead of being recomputed.
@@ -426,8 +427,10 @@ class HeteroGNN(torch.nn.Module):
             in_edges: per edge type ``(src, rel, node_type)``, ``[2, E]`` pairs of
                 (row in ``0..N-1``, source node index).
             layers: the trained graph's per-layer states.
+            return_layers: return the nodes' per-layer states instead of their mean
+                (default: :obj:`False`).
         Returns:
-            ``[N, H]``.
+            ``[N, H]``, or ``L + 1`` such states.
         """
         if self.conv != "rgcn":
             raise ValueError(f"HeteroGNN.fold_in: supported for conv='rgcn' only, not "
@@ -450,7 +453,7 @@ class HeteroGNN(torch.nn.Module):
                 msg = F.leaky_relu(msg, 0.2)
             h = msg
             outputs.append(h)
-        return torch.stack(outputs).mean(0)
+        return outputs if return_layers else torch.stack(outputs).mean(0)
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.hidden_channels}, num_layers={self.num_layers}, "

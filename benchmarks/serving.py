@@ -1,0 +1,273 @@
+"""The Recommender in use on ml-100k: latency of every call, and the quality of the paths that
+need no retraining.
+
+    python -m benchmarks.serving --part latency  --run runs/hybrid-ml-100k-random
+    python -m benchmarks.serving --part cold-items   # trains twice (items present / absent)
+    python -m benchmarks.serving --part cold-users   # trains once on the cold-user split
+
+Each part writes ``benchmarks/results/serving/<part>.json``; ``--table`` prints every part's
+figures as one Markdown table.
+
+* **latency**: ``recommend`` (one user, top-10), ``recommend_batch`` throughput,
+  ``recommend_for_history`` (10 items), ``recommend_for_text``, ``add_items`` of one item
+  (text encoding included) and ``explain``; p50 / p99 over repeated calls, one torch thread.
+  Also: the share of (user, top-10 item) pairs with a KG path, and with a KG or history path.
+  And the genre sentences: the share of ``recommend_for_text``'s top-10 carrying the genre.
+* **cold-items**: the cold-item split with the held-out items *absent* from training, then
+  added through ``add_items`` (their rows, genre and KG links); cold-only Recall@20 (ranking
+  among the held-out items) against the same items present as cold nodes in training, and
+  against text-only.
+* **cold-users**: the cold-user split; each held-out user's first half of interactions (by
+  time) goes to ``recommend_for_history``, the rest is ranked: Recall@20 against ALS's own
+  fold-in (``implicit``'s ``recalculate_user``) and popularity.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path("benchmarks/results/serving")
+GENRES = {  # sentence -> the ml-100k genre it asks for
+    "a funny comedy that makes me laugh": "Comedy",
+    "a scary horror movie with monsters": "Horror",
+    "an animated film for children": "Animation",
+    "a war film about soldiers in battle": "War",
+    "a romantic love story": "Romance",
+    "science fiction in outer space": "Sci-Fi",
+    "a western with cowboys": "Western",
+    "a documentary about real events": "Documentary",
+}
+
+
+def _percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in seconds)
+    return {"p50_ms": round(statistics.median(ms), 3),
+            "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3), "calls": len(ms)}
+
+
+def _timed(call, repeat: int) -> dict[str, float]:
+    call()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    return _percentiles(times)
+
+
+def latency(run: Path) -> dict:
+    from hybridrec import Recommender
+
+    rec = Recommender.load(run)
+    users = list(rec.user_ids.ids)
+    rng = np.random.default_rng(0)
+    picks = [users[i] for i in rng.integers(0, len(users), 200)]
+    out: dict = {"run": str(run)}
+    it = iter(picks * 10)
+    out["recommend"] = _timed(lambda: rec.recommend(next(it), k=10), 500)
+    t = time.perf_counter()
+    rec.recommend_batch(users, k=10)
+    out["recommend_batch_users_per_s"] = round(len(users) / (time.perf_counter() - t), 1)
+    items = list(rec.item_ids.ids)
+    histories = [[items[i] for i in rng.integers(0, len(items), 10)] for _ in range(50)]
+    hist = iter(histories * 10)
+    out["recommend_for_history"] = _timed(lambda: rec.recommend_for_history(next(hist), 10), 300)
+    sentences = iter([f"{s} number {n}" for n in range(200) for s in GENRES])
+    out["recommend_for_text"] = _timed(lambda: rec.recommend_for_text(next(sentences), 10), 100)
+    pairs = [(u, r) for u in picks[:100] for r in rec.recommend(u, k=10).item_ids]
+    pair_iter = iter(pairs * 2)
+    out["explain"] = _timed(lambda: rec.explain(*next(pair_iter)), 300)
+    counter = iter(range(10_000))
+    row = {c: "" for c in rec.dataset.item_table}
+
+    def add_one():
+        n = next(counter)
+        rec.add_items([{**row, "item_id": f"new-{n}", "title": f"A new film {n}",
+                        "year": "1998", "genre": "Drama"}])
+    out["add_items_one"] = _timed(add_one, 50)
+    # Explanations over (user, top-10) pairs of every user.
+    kg = any_path = total = 0
+    for user in users:
+        for item in rec.recommend(user, k=10).item_ids:
+            e = rec.explain(user, item)
+            kg += bool(e.kg_paths)
+            any_path += bool(e.kg_paths or e.similar_history)
+            total += 1
+    out["explain_kg_path_share"] = round(kg / total, 4)
+    out["explain_kg_or_history_share"] = round(any_path / total, 4)
+    out["genre_sentences"] = genre_share(rec)
+    return out
+
+
+def genre_share(rec) -> dict:
+    genre = rec.dataset.item_table["genre"]
+    shares = {}
+    for sentence, wanted in GENRES.items():
+        top = rec.recommend_for_text(sentence, k=10)
+        hits = sum(wanted in str(genre[rec.item_ids.index(i)]).split() for i in top.item_ids)
+        shares[sentence] = hits
+    return {"per_sentence_hits_in_top10": shares,
+            "mean_hits": round(float(np.mean(list(shares.values()))), 2),
+            "sentences_with_7_or_more": sum(v >= 7 for v in shares.values())}
+
+
+def _cold_recall(rec, split_test, cold_ids: list[str], k: int = 20) -> float:
+    """Mean Recall@k over test users with held-out test items, ranking among them only."""
+    truth: dict[str, set[str]] = {}
+    for u, i in split_test:
+        if i in cold_ids:
+            truth.setdefault(u, set()).add(i)
+    recalls = []
+    for user, items in truth.items():
+        top = rec.recommend(user, k=k, candidates=cold_ids).item_ids
+        recalls.append(len(items & set(top)) / min(len(items), k))
+    return float(np.mean(recalls))
+
+
+def cold_items(seed: int) -> dict:
+    from hybridrec import Recommender, RunConfig
+    from hybridrec.data import load_ml100k
+    from hybridrec.data.split import make_split
+    from benchmarks.subsets import without_items
+
+    dataset = load_ml100k()
+    split = make_split(dataset, "cold-items", seed=seed)
+    config = RunConfig.from_dict({"data": {"split": "cold-items", "split_seed": seed},
+                                  "train": {"show_progress": False}})
+    cold = [dataset.items.ids[i] for i in split.cold_items]
+    test = [(dataset.users.ids[u], dataset.items.ids[i])
+            for u, i in zip(split.test.user_index, split.test.item_index)]
+    out: dict = {"seed": seed, "cold_items": len(cold)}
+    t = time.perf_counter()
+    present = Recommender.fit(dataset, split, config)
+    out["present_fit_s"] = round(time.perf_counter() - t, 1)
+    out["present_cold_recall@20"] = _cold_recall(present, test, cold)
+    out["present_metrics_cold_only_recall@20"] = present.run.metrics["test_cold_only"][
+        "recall@20"]
+    reduced, reduced_split, rows, triples, links = without_items(dataset, split, set(cold))
+    t = time.perf_counter()
+    absent = Recommender.fit(reduced, reduced_split, config)
+    out["absent_fit_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    added = absent.add_items(rows, triples, links=links)
+    out["add_items_s"] = round(time.perf_counter() - t, 2)
+    out["added_edges"], out["skipped_edges"] = added.edges, len(added.skipped)
+    out["added_cold_recall@20"] = _cold_recall(absent, test, cold)
+    out["text_only_cold_recall@20"] = _text_only_recall(absent, test, cold)
+    out["ratio_added_to_present"] = round(out["added_cold_recall@20"]
+                                          / out["present_cold_recall@20"], 4)
+    return out
+
+
+def _text_only_recall(rec, test, cold: list[str], k: int = 20) -> float:
+    """Text-only: the text channel alone (history profile against centred item texts)."""
+    truth: dict[str, set[str]] = {}
+    for u, i in test:
+        if i in cold:
+            truth.setdefault(u, set()).add(i)
+    cold_index = torch.tensor([rec.item_ids.index(i) for i in cold])
+    items = rec._emb.item_text[cold_index]
+    recalls = []
+    for user, relevant in truth.items():
+        u = rec.user_ids.index(user)
+        scores = items @ rec._emb.user_text[u]
+        top = {cold[j] for j in torch.topk(scores, min(k, len(cold))).indices.tolist()}
+        recalls.append(len(relevant & top) / min(len(relevant), k))
+    return float(np.mean(recalls))
+
+
+def cold_users(seed: int) -> dict:
+    import implicit.cpu.als
+    import scipy.sparse as sp
+
+    from hybridrec import Recommender, RunConfig
+    from hybridrec.data import load_ml100k
+    from hybridrec.data.split import make_split
+
+    dataset = load_ml100k()
+    split = make_split(dataset, "cold-users", seed=seed)
+    config = RunConfig.from_dict({"data": {"split": "cold-users", "split_seed": seed},
+                                  "train": {"show_progress": False}})
+    t = time.perf_counter()
+    rec = Recommender.fit(dataset, split, config)
+    fit_s = time.perf_counter() - t
+    inter = dataset.interactions
+    held = set(int(u) for u in split.cold_users)
+    # ALS with the hybrid's own settings, on the same training pairs.
+    cfg = config.model
+    train = split.train
+    matrix = sp.csr_matrix((np.ones(len(train)), (train.user_index, train.item_index)),
+                           shape=(dataset.num_users, dataset.num_items))
+    als = implicit.cpu.als.AlternatingLeastSquares(factors=cfg.mf_channels,
+                                                   regularization=cfg.mf_regularization,
+                                                   alpha=cfg.mf_alpha, random_state=seed)
+    als.fit(matrix, show_progress=False)
+    popularity = np.bincount(train.item_index, minlength=dataset.num_items).astype(float)
+    hybrid, als_r, pop_r = [], [], []
+    for u in sorted(held):
+        rows = np.flatnonzero(inter.user_index == u)
+        when = inter.timestamp[rows] if inter.timestamp is not None else rows
+        rows = rows[np.argsort(when, kind="stable")]
+        items = inter.item_index[rows]
+        half = len(items) // 2
+        given, rest = items[:half], set(items[half:].tolist())
+        if not half or not rest:
+            continue
+        top = rec.recommend_for_history(dataset.items.to_ids(given), k=20).item_ids
+        hybrid.append(len(rest & set(rec.item_ids.indices(top).tolist())) / min(len(rest), 20))
+        row = sp.csr_matrix((np.ones(half), (np.zeros(half), given)),
+                            shape=(1, dataset.num_items))
+        factors = als.recalculate_user(0, row)
+        scores = als.item_factors @ np.asarray(factors).ravel()
+        scores[given] = -np.inf
+        als_r.append(len(rest & set(np.argsort(-scores)[:20].tolist())) / min(len(rest), 20))
+        pop = popularity.copy()
+        pop[given] = -np.inf
+        pop_r.append(len(rest & set(np.argsort(-pop)[:20].tolist())) / min(len(rest), 20))
+    return {"seed": seed, "users": len(hybrid), "fit_s": round(fit_s, 1),
+            "hybrid_fold_in_recall@20": float(np.mean(hybrid)),
+            "als_fold_in_recall@20": float(np.mean(als_r)),
+            "popularity_recall@20": float(np.mean(pop_r))}
+
+
+def table() -> str:
+    lines = ["| measure | value |", "|---|---|"]
+    for path in sorted(RESULTS.glob("*.json")):
+        for key, value in json.loads(path.read_text()).items():
+            if isinstance(value, dict) and "p50_ms" in value:
+                value = f"p50 {value['p50_ms']:.2f} ms, p99 {value['p99_ms']:.2f} ms"
+            elif isinstance(value, dict):
+                value = json.dumps(value)
+            lines.append(f"| {path.stem}: {key} | {value} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("latency", "cold-items", "cold-users"))
+    parser.add_argument("--run", type=Path, default=Path("runs/hybrid-ml-100k-random"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--table", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.part:
+        result = {"latency": lambda: latency(args.run), "cold-items": lambda: cold_items(
+            args.seed), "cold-users": lambda: cold_users(args.seed)}[args.part]()
+        result["torch_threads"] = args.threads
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        name = args.part if args.part == "latency" else f"{args.part}-seed{args.seed}"
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        print(json.dumps(result, indent=1))
+    if args.table:
+        print(table())
+
+
+if __name__ == "__main__":
+    main()

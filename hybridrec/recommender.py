@@ -1,0 +1,791 @@
+"""Recommender: a trained run, in use. Raw ids in and out, never internal indices.
+
+* top-K for known users (one or many), with the popular-items fallback on request;
+* new users without retraining: from an item history (fold-in) or from a sentence;
+* new items without retraining (text + KG edges, the GNN run inductively);
+* new interactions folded in; similar items; explanations from the knowledge graph;
+* ``save`` / ``load`` of the whole state, atomically, with no pickle.
+
+Fold-in, per scorer of the mix (every scorer is a dot product of a user and an item vector):
+
+* GNN: the node's own layers are recomputed from its input state and its in-neighbours'
+  cached layer states (:meth:`~hybridrec.models.HeteroGNN.fold_in`); the rest of the graph is
+  not moved.
+* ALS: the closed-form least-squares solve of ``implicit``, :func:`als_fold_in`.
+* Text channel: the normalised sum of the history's centred item texts (as in training).
+* LightGCN: no fold-in; a new user or item has a zero vector, so its LightGCN score is the
+  same for every item and the ranking comes from the other scorers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hybridrec.config import RunConfig
+from hybridrec.data.build import build_dataset
+from hybridrec.data.dataset import Dataset
+from hybridrec.data.errors import DataError
+from hybridrec.data.idmap import IdMap
+from hybridrec.data.split import Split
+from hybridrec.explain import (
+    Explanation,
+    KnowledgePaths,
+    cosine_top,
+    explanation_sentence,
+)
+from hybridrec.graph import INTERACTS, REV_INTERACTS, relation_names, reverse_edge_type
+from hybridrec.models.gate import ScoreGate
+from hybridrec.models.hybrid import HybridEmbeddings, _branch_scores, _score
+from hybridrec.models.prepare import graph_inputs
+from hybridrec.run import Run, load_run, save_run
+
+log = logging.getLogger(__name__)
+
+Source = Literal["model", "popular", "history", "text"]
+_USER_FIELDS = ("user_gnn", "user_mf", "user_gate", "user_degree", "user_text", "user_lightgcn")
+_ITEM_FIELDS = ("item_gnn", "item_mf", "item_bias", "item_gate", "item_degree", "item_text",
+                "item_lightgcn")
+
+
+class UnknownIdError(KeyError, ValueError):
+    """A user or item id the recommender does not know (a ``KeyError``, and a ``ValueError``
+    so that the command-line tools report it as bad input)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """A top-K list. ``source``: ``"model"`` (a known user), ``"popular"`` (the fallback for
+    an unknown user), ``"history"`` or ``"text"`` (a new user)."""
+
+    item_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    source: Source
+    user_id: str | None = None
+    titles: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "source": self.source,
+                "items": [{"item_id": i, "title": t, "score": s}
+                          for i, t, s in zip(self.item_ids, self.titles, self.scores)]}
+
+
+@dataclass(frozen=True)
+class AddedItems:
+    """What :meth:`Recommender.add_items` did: the new ids, the graph edges attached to them,
+    and the edges it could not attach, each with its reason."""
+
+    item_ids: tuple[str, ...]
+    edges: int
+    skipped: tuple[str, ...]
+
+
+def als_fold_in(item_factors: Tensor, histories: Sequence[np.ndarray], regularization: float,
+                alpha: float) -> Tensor:
+    r"""ALS user factors for item histories, with the item factors held fixed, as
+    ``implicit``'s ``recalculate_user`` solves them:
+
+    .. math::
+        \mathbf{x}_u = \big(\mathbf{Y}^\top\mathbf{Y} + \lambda \mathbf{I}
+            + (\alpha - 1) \textstyle\sum_{i \in H_u} \mathbf{y}_i \mathbf{y}_i^\top\big)^{-1}
+            \, \alpha \textstyle\sum_{i \in H_u} \mathbf{y}_i
+
+    Args:
+        item_factors: :math:`\mathbf{Y}`, ``[I, f]``.
+        histories: per user, the distinct item indices :math:`H_u`.
+        regularization / alpha: :math:`\lambda`, :math:`\alpha` of the fit.
+    Returns:
+        ``[len(histories), f]``.
+    """
+    y = item_factors.double()
+    f = y.size(1)
+    base = y.t() @ y + regularization * torch.eye(f, dtype=y.dtype, device=y.device)
+    out = torch.zeros(len(histories), f, dtype=y.dtype, device=y.device)
+    for row, items in enumerate(histories):
+        if len(items) == 0:
+            continue
+        h = y[torch.as_tensor(np.asarray(items), dtype=torch.long, device=y.device)]  # [n, f]
+        a = base + (alpha - 1) * h.t() @ h
+        out[row] = torch.linalg.solve(a, alpha * h.sum(0))
+    return out.to(item_factors.dtype)
+
+
+class Recommender:
+    """A trained hybrid in use. Build it with :meth:`fit` or :meth:`load`.
+
+    Example::
+
+        from hybridrec import Recommender
+        rec = Recommender.load("runs/hybrid-ml-100k-random")
+        rec.recommend("196", k=10)
+        rec.recommend_for_text("space opera with big battles", k=10)
+        rec.explain("196", "50").sentence
+
+    Args:
+        run: a loaded run folder (:func:`~hybridrec.run.load_run`).
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.config: RunConfig = run.config
+        self.dataset: Dataset = run.dataset
+        self.model = run.model.eval()
+        self.device = next(self.model.parameters()).device
+        graph = run.graph
+        self._x_dict, self._edges = graph_inputs(graph, self.device)
+        ui = self._edges[INTERACTS]
+        emb = run.scorer.emb
+        # Users and items are ours to extend: the base ids, then those added.
+        self.user_ids = IdMap(run.ids["users"].ids)
+        self.item_ids = IdMap(run.ids["items"].ids)
+        self._base_items = len(self.item_ids)
+        self._emb = HybridEmbeddings.from_dict({k: v.clone() for k, v in emb.to_dict().items()})
+        with torch.no_grad():
+            masked = {"user": emb.user_degree == 0, "item": emb.item_degree == 0}
+            self._layers = self.model.gnn.layer_outputs(self._x_dict, self._edges, masked)
+        if "item" in self._x_dict:
+            # Frozen at training time: new items are centred on the same mean.
+            self._item_mean = self._x_dict["item"].float().mean(0)
+        self._user_x_mean = self._x_dict["user"].float().mean(0) if "user" in self._x_dict \
+            else None
+        # Seen items: every known interaction of the data set, then those added.
+        inter = self.dataset.interactions
+        self._seen: list[set[int]] = [set() for _ in range(len(self.user_ids))]
+        for u, i in zip(inter.user_index.tolist(), inter.item_index.tolist()):
+            self._seen[u].add(i)
+        # Histories the model reads: the training graph's pairs, then those added.
+        self._history: list[list[int]] = [[] for _ in range(len(self.user_ids))]
+        for u, i in zip(ui[0].tolist(), ui[1].tolist()):
+            self._history[u].append(i)
+        self._popularity = emb.item_degree.float().cpu().clone()
+        self.paths = KnowledgePaths(self.dataset)
+        self._titles = list(self.paths.item_titles)
+        self._entity_index = _prepared_entity_index(graph, self.dataset.num_entities)
+        self._relation_names = list(relation_names(self.dataset.relations))
+        self._entity_items = {int(e): int(i) for i, e in self.dataset.item_entity}
+        self._updates: dict[str, list] = {"items": [], "interactions": []}
+        self._added_x: list[Tensor] = []
+        self._encoder = None
+        if run.updates is not None:
+            self._replay(*run.updates)
+
+    # ------------------------------------------------------------------ building and saving
+    @classmethod
+    def fit(cls, dataset: Dataset, split: Split | None = None, config: RunConfig | None = None,
+            *, device: str | torch.device | None = None) -> Recommender:
+        """Train the hybrid on ``dataset`` (``split.train``; by default the split that
+        ``config.data`` describes) and return it in use (on the CPU)."""
+        import tempfile
+
+        from hybridrec.device import pick_device
+        from hybridrec.pipeline import evaluate_run, fit_hybrid, load_split, text_features
+
+        config = config or RunConfig()
+        split = split if split is not None else load_split(config, dataset)
+        device = pick_device(device if device is not None else config.train.device)
+        features = text_features(config, dataset, split, device)
+        fitted = fit_hybrid(config, dataset, split, features, device=device)
+        metrics = evaluate_run(fitted.scorer, dataset, split, device)
+        ids = {"users": dataset.users, "items": dataset.items, "entities": dataset.entities,
+               "relations": dataset.relations}
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = save_run(Path(tmp) / "run", config=config, model=fitted.model,
+                              graph=fitted.graph, split=split, ids=ids, dataset=dataset,
+                              metrics=metrics, info={"best_epoch": fitted.result.best_epoch})
+            return cls.load(folder)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu"
+             ) -> Recommender:
+        """Load a run folder written by ``python -m hybridrec.train`` or :meth:`save`."""
+        return cls(load_run(folder, device=device))
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the run with every update so far into ``folder``, atomically (a temporary
+        twin, then ``os.replace``): a process killed mid-save leaves the old folder intact."""
+        run = self.run
+        updates = None
+        if self._updates["items"] or self._updates["interactions"]:
+            tensors = {"items.x": torch.cat(self._added_x).contiguous()} if self._added_x \
+                else {}
+            updates = (self._updates, tensors)
+        info = {k: v for k, v in run.info.items() if k not in ("format", "saved", "torch")}
+        return save_run(folder, config=run.config, model=run.model, graph=run.graph,
+                        split=run.split, ids=run.ids, dataset=run.dataset, metrics=run.metrics,
+                        info=info, updates=updates)
+
+    def _replay(self, updates: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
+        """Apply the updates a saved run carries, in their order."""
+        x = tensors.get("items.x")
+        offset = 0
+        for batch in updates.get("items", []):
+            n = len(batch["rows"])
+            self.add_items(batch["rows"], [tuple(t) for t in batch["triples"]],
+                           links=batch["links"], entity_text=batch["entity_text"],
+                           _x=None if x is None else x[offset:offset + n])
+            offset += n
+        for batch in updates.get("interactions", []):
+            self.add_interactions([tuple(p) for p in batch])
+
+    # ------------------------------------------------------------------ lookups
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    def _user_index(self, user_id: str) -> int:
+        index = self.user_ids.get(str(user_id))
+        if index < 0:
+            raise UnknownIdError(f"unknown user {user_id!r}: not in the training data nor added "
+                           f"(recommend_for_history folds in a new user; fallback=True gives "
+                           f"popular items)")
+        return index
+
+    def _item_index(self, item_id: str, what: str = "item") -> int:
+        index = self.item_ids.get(str(item_id))
+        if index < 0:
+            raise UnknownIdError(f"unknown {what} {item_id!r}: not in the data nor added by add_items")
+        return index
+
+    def _items(self, item_ids: Iterable[str], what: str) -> list[int]:
+        if isinstance(item_ids, str):
+            raise TypeError(f"{what}: expected a list of item ids, got one string")
+        return [self._item_index(i, what) for i in item_ids]
+
+    @staticmethod
+    def _check_k(k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        return int(k)
+
+    # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def _scores(self, emb: HybridEmbeddings, user_index: Tensor) -> Tensor:
+        """Mixed scores ``[B, num_items]`` on the CPU."""
+        return _score(emb, user_index.to(self.device), None, self.model.use_mf,
+                      self.model.gate_kind).score.float().cpu()
+
+    def _top(self, scores: Tensor, k: int, exclude: set[int] | Sequence[int],
+             candidates: Sequence[str] | None) -> tuple[list[int], list[float]]:
+        """Top-``k`` of one row ``[num_items]`` with ``exclude`` masked out; ``candidates``
+        (raw ids) restricts the ranking to them."""
+        scores = scores.clone()
+        if candidates is not None:
+            allowed = torch.zeros(self.num_items, dtype=torch.bool)
+            allowed[self._items(candidates, "candidate item")] = True
+            scores[~allowed] = -float("inf")
+        if exclude:
+            scores[torch.as_tensor(sorted(exclude), dtype=torch.long)] = -float("inf")
+        n = int(torch.isfinite(scores).sum())
+        values, index = torch.topk(scores, min(k, n))
+        return index.tolist(), values.tolist()
+
+    def _ranking(self, index: list[int], scores: list[float], source: Source,
+                 user_id: str | None) -> Ranking:
+        return Ranking(tuple(self.item_ids.to_ids(index)), tuple(scores), source, user_id,
+                       tuple(self._titles[i] for i in index))
+
+    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = True,
+                  candidates: Sequence[str] | None = None, fallback: bool = False) -> Ranking:
+        """Top-``k`` items for a known user.
+
+        Args:
+            user_id: the user's raw id.
+            k: list length (default: :obj:`10`).
+            exclude_seen: leave out items the user interacted with (default: :obj:`True`).
+            candidates: rank only these raw item ids (default: every item).
+            fallback: for an unknown user, return the most popular items (``source ==
+                "popular"``) instead of raising ``KeyError`` (default: :obj:`False`).
+        """
+        return self.recommend_batch([user_id], k, exclude_seen, candidates, fallback)[0]
+
+    def recommend_batch(self, user_ids: Sequence[str], k: int = 10, exclude_seen: bool = True,
+                        candidates: Sequence[str] | None = None,
+                        fallback: bool = False) -> list[Ranking]:
+        """:meth:`recommend` for many users at once (one matrix product for all of them)."""
+        k = self._check_k(k)
+        if isinstance(user_ids, str):
+            raise TypeError("recommend_batch: expected a list of user ids, got one string")
+        index = [self.user_ids.get(str(u)) for u in user_ids]
+        unknown = [u for u, i in zip(user_ids, index) if i < 0]
+        if unknown and not fallback:
+            self._user_index(unknown[0])  # raises, naming it
+        known = [i for i in index if i >= 0]
+        scores = self._scores(self._emb, torch.tensor(known, dtype=torch.long)) if known \
+            else None
+        out, row = [], 0
+        for user_id, u in zip(user_ids, index):
+            if u < 0:
+                top, values = self._top(self._popularity, k, set(), candidates)
+                out.append(self._ranking(top, values, "popular", str(user_id)))
+                continue
+            top, values = self._top(scores[row], k, self._seen[u] if exclude_seen else set(),
+                                    candidates)
+            out.append(self._ranking(top, values, "model", str(user_id)))
+            row += 1
+        return out
+
+    def similar_items(self, item_id: str, k: int = 10) -> Ranking:
+        """The ``k`` items whose GNN embeddings (text, KG and interactions) are closest to
+        ``item_id``'s by cosine; works for new and cold items alike."""
+        k = self._check_k(k)
+        i = self._item_index(item_id)
+        z = F.normalize(self._emb.item_gnn.float(), dim=-1).cpu()
+        scores = z @ z[i]
+        top, values = self._top(scores, k, {i}, None)
+        return self._ranking(top, values, "model", None)
+
+    # ------------------------------------------------------------------ fold-in
+    @torch.no_grad()
+    def _user_rows(self, histories: Sequence[Sequence[int]], known: Sequence[int | None],
+                   x: Tensor | None = None) -> dict[str, Tensor]:
+        """Every user field of :class:`HybridEmbeddings` for ``N`` users with the given item
+        histories: known users keep their input state and profile edges; new ones start from
+        ``x`` (``[N, F]``; default: the mean training user text)."""
+        n, model, emb = len(histories), self.model, self._emb
+        hist = [np.unique(np.asarray(h, dtype=np.int64)) for h in histories]
+        # 1. GNN: input state, then the node's own layers over its in-neighbours.
+        if x is None and self._user_x_mean is not None:
+            x = self._user_x_mean.expand(n, -1)
+        h0 = model.gnn.text_input("user", None if x is None else x.to(self.device), n)
+        for row, u in enumerate(known):
+            if u is not None:
+                h0[row] = self._layers[0]["user"][u]
+        in_edges: dict[tuple[str, str, str], list[Tensor]] = {}
+        pairs = [torch.stack([torch.full((len(h),), row), torch.as_tensor(h)])
+                 for row, h in enumerate(hist)]
+        in_edges[REV_INTERACTS] = [torch.cat(pairs, 1)] if pairs else []
+        for edge_type, edge_index in self._edges.items():
+            if edge_type[2] != "user" or edge_type == REV_INTERACTS:
+                continue
+            for row, u in enumerate(known):
+                if u is not None:
+                    src = edge_index[0, edge_index[1] == u]
+                    in_edges.setdefault(edge_type, []).append(
+                        torch.stack([torch.full_like(src, row), src]))
+        edges = {e: torch.cat(v, 1).to(self.device) for e, v in in_edges.items() if v}
+        out: dict[str, Tensor] = {}
+        out["user_gnn"], _ = self._fold("user", h0, edges)
+        out["user_degree"] = torch.tensor([float(len(h)) for h in hist], device=self.device)
+        # 2. ALS, closed form against the fixed item factors.
+        if emb.user_mf is not None:
+            cfg = self.config.model
+            out["user_mf"] = als_fold_in(emb.item_mf, hist, cfg.mf_regularization, cfg.mf_alpha)
+        if emb.user_lightgcn is not None:
+            lightgcn = emb.user_lightgcn.new_zeros(n, emb.user_lightgcn.size(1))
+            for row, u in enumerate(known):
+                if u is not None:
+                    lightgcn[row] = emb.user_lightgcn[u]
+            out["user_lightgcn"] = lightgcn
+        # 3. Text channel: the normalised sum of the history's centred item texts.
+        if emb.user_text is not None:
+            profile = emb.user_text.new_zeros(n, emb.user_text.size(1))
+            for row, h in enumerate(hist):
+                if len(h):
+                    profile[row] = emb.item_text[torch.as_tensor(h)].sum(0)
+            out["user_text"] = F.normalize(profile, dim=-1)
+        # 4. Gate logits from the same signals as in training.
+        if emb.user_gate is not None:
+            signals = ScoreGate.signals(out["user_degree"], out["user_gnn"], out["user_mf"])
+            out["user_gate"] = model.gate(signals, signals)[0]
+        return out
+
+    def _fold(self, node_type: str, h0: Tensor, edges: dict) -> tuple[Tensor, list[Tensor]]:
+        """The GNN's fold-in (see :meth:`~hybridrec.models.HeteroGNN.fold_in`): the output
+        embedding and the per-layer states."""
+        states = self.model.gnn.fold_in(node_type, h0, edges, self._layers, return_layers=True)
+        return torch.stack(states).mean(0), states
+
+    def _transient(self, rows: dict[str, Tensor]) -> HybridEmbeddings:
+        """The embeddings with the user fields replaced by ``rows`` (users ``0..N-1``)."""
+        return dataclasses.replace(self._emb, **{k: v for k, v in rows.items()})
+
+    def recommend_for_history(self, item_ids: Sequence[str], k: int = 10,
+                              exclude_seen: bool = True,
+                              candidates: Sequence[str] | None = None) -> Ranking:
+        """Top-``k`` for a visitor known only by the items they interacted with (fold-in; the
+        model is not changed)."""
+        k = self._check_k(k)
+        history = self._items(item_ids, "history item")
+        if not history:
+            raise ValueError("recommend_for_history: the history is empty; use "
+                             "recommend_for_text or the popular-items fallback")
+        rows = self._user_rows([history], [None])
+        scores = self._scores(self._transient(rows), torch.zeros(1, dtype=torch.long))[0]
+        top, values = self._top(scores, k, set(history) if exclude_seen else set(), candidates)
+        return self._ranking(top, values, "history", None)
+
+    def _encode(self, texts: list[str]) -> Tensor:
+        if self._encoder is None:
+            from hybridrec.text import TextEncoder
+
+            self._encoder = TextEncoder(self.config.data.text_model, device=self.device,
+                                        show_progress=False)
+        return self._encoder.encode(texts).to(self.device)
+
+    def recommend_for_text(self, text: str, k: int = 10,
+                           candidates: Sequence[str] | None = None) -> Ranking:
+        """Top-``k`` for a sentence (``"space opera with big battles"``): the text encoder
+        embeds it, and it is ranked against the items' centred texts, the text channel of
+        the GNN scorer (the only scorer that reads a user's words)."""
+        k = self._check_k(k)
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"recommend_for_text: expected a non-empty sentence, got {text!r}")
+        if self._emb.item_text is None:
+            raise ValueError("recommend_for_text: this run has no text channel (trained with "
+                             "--no-text or text_channel off)")
+        query = F.normalize(self._encode([text]).float(), dim=-1)[0]
+        scores = (self._emb.item_text.float() @ query).cpu()
+        top, values = self._top(scores, k, set(), candidates)
+        return self._ranking(top, values, "text", None)
+
+    # ------------------------------------------------------------------ updates
+    def add_interactions(self, pairs: Iterable[tuple[str, str]]) -> list[str]:
+        """Fold in new (user id, item id) interactions without retraining. New user ids
+        become users; item ids must be known (add new items with :meth:`add_items` first).
+        The affected users' seen items change at once, and their representations are
+        recomputed as in fold-in. Returns the affected user ids.
+
+        Raises:
+            UnknownIdError: an unknown item (nothing is changed then).
+        """
+        pairs = [(str(u), str(i)) for u, i in pairs]
+        items = [self._item_index(i, "item") for _, i in pairs]  # all checked before changing
+        if not pairs:
+            return []
+        new_users = list(dict.fromkeys(u for u, _ in pairs if u not in self.user_ids))
+        if new_users:
+            self.user_ids = IdMap(self.user_ids.ids + tuple(new_users))
+            self._seen += [set() for _ in new_users]
+            self._history += [[] for _ in new_users]
+        touched: dict[int, None] = {}
+        for (user_id, _), i in zip(pairs, items):
+            u = self.user_ids.index(user_id)
+            self._seen[u].add(i)
+            self._history[u].append(i)
+            touched[u] = None
+        base_users = self._emb.user_gnn.size(0)
+        users = list(touched)
+        known = [u if u < self.run.graph["user"].num_nodes else None for u in users]
+        rows = self._user_rows([self._history[u] for u in users], known)
+        self._set_users(users, rows, base_users)
+        self._updates["interactions"].append([list(p) for p in pairs])
+        return self.user_ids.to_ids(users)
+
+    def _set_users(self, users: list[int], rows: dict[str, Tensor], base_users: int) -> None:
+        """Write user rows, growing the tables for users beyond ``base_users``."""
+        grow = max(users) + 1 - base_users
+        fields = {}
+        for name in _USER_FIELDS:
+            table = getattr(self._emb, name)
+            if table is None:
+                continue
+            if grow > 0:
+                table = torch.cat([table, table.new_zeros(grow, *table.shape[1:])])
+            table = table.clone()
+            table[torch.tensor(users)] = rows[name].to(table.dtype)
+            fields[name] = table
+        self._emb = dataclasses.replace(self._emb, **fields)
+
+    def add_items(self, items: pd.DataFrame | Sequence[Mapping[str, Any]],
+                  triples: Sequence[tuple[str, str, str]] = (), *,
+                  links: Mapping[str, str] | None = None,
+                  entity_text: Mapping[str, str] | None = None,
+                  _x: Tensor | None = None) -> AddedItems:
+        """Make new items rankable at once, without retraining: their text is encoded, their
+        KG edges attached and the GNN run over them inductively.
+
+        Args:
+            items: rows with ``item_id`` and the data set's item text and categorical
+                columns (other columns of the item table are optional).
+            triples: KG triples ``(head, relation, tail)`` by raw id; one end is a new item
+                (or the entity it is linked to), the relation one the model knows.
+            links: new item id -> KG entity id it stands for (default: the item IRI column,
+                when the data set was loaded with one).
+            entity_text: labels of entities the triples introduce.
+
+        Raises:
+            DataError: a missing column, a duplicate or known id, an unknown relation, or a
+                triple that touches no new item. Nothing is changed then.
+        """
+        # 1. Validate everything before changing anything.
+        frame = pd.DataFrame(list(items)) if not isinstance(items, pd.DataFrame) else items
+        frame = frame.astype(str) if len(frame) else frame
+        where = "add_items"
+        if "item_id" not in frame.columns:
+            raise DataError(where, f"an item table with column 'item_id'; got columns "
+                                   f"{list(frame.columns)}", field="item_id")
+        if not len(frame):
+            raise DataError(where, "at least one item row, got none")
+        data = self.dataset
+        required = list(data.item_text_columns) + list(data.item_categorical_columns)
+        missing = [c for c in required if c not in frame.columns]
+        if missing:
+            raise DataError(where, f"the item columns of the training data "
+                                   f"({', '.join(required)}); missing {', '.join(missing)}",
+                            field=missing[0])
+        for column in data.item_table:
+            if column not in frame.columns:
+                frame[column] = ""
+        new_ids = frame["item_id"].tolist()
+        for row, item_id in enumerate(new_ids, start=1):
+            if item_id in self.item_ids or new_ids.index(item_id) != row - 1:
+                raise DataError(where, f"a new item id; {item_id!r} is already known"
+                                       if item_id in self.item_ids else
+                                       f"distinct item ids; {item_id!r} repeats",
+                                row=row, field="item_id")
+        links = dict(links or {})
+        iri_column = self.config.data.options.get("item_iri")
+        if not links and iri_column and iri_column in frame.columns:
+            links = {i: e for i, e in zip(new_ids, frame[iri_column]) if e}
+        for item_id in links:
+            if item_id not in new_ids:
+                raise DataError(where, f"links for the new items only; {item_id!r} is not "
+                                       f"among them", field="links")
+        stands_for = {e: i for i, e in links.items()}
+        new_set = set(new_ids)
+        for row, (head, relation, tail) in enumerate(triples, start=1):
+            if relation not in data.relations:
+                raise DataError(where, f"a relation the model was trained with; "
+                                       f"{relation!r} is unknown", row=row, field="relation")
+            ends = {head, tail}
+            if not ends & (new_set | set(stands_for)):
+                raise DataError(where, f"a triple about a new item; ({head!r}, {relation!r}, "
+                                       f"{tail!r}) points to none of {sorted(new_set)}",
+                                row=row, field="triples")
+        # 2. Text: the items rendered as training renders them, with their KG neighbours.
+        # A new item named in a triple stands for its linked entity, or for itself.
+        entity_of = {i: links.get(i, i) for i in new_ids}
+        kg = [(entity_of.get(h, h), r, entity_of.get(t, t)) for h, r, t in triples]
+        known_links = {i: e for i, e in links.items() if e in data.entities}
+        for item_id, entity in known_links.items():
+            e = data.entities.index(entity)
+            for h, r, t in data.kg_triples[(data.kg_triples[:, 0] == e)
+                                           | (data.kg_triples[:, 2] == e)]:
+                kg.append((data.entities.ids[h], data.relations.ids[r], data.entities.ids[t]))
+        labels = {e: data.entity_text[data.entities.index(e)]
+                  for h, _, t in kg for e in (h, t) if e in data.entities}
+        labels.update(entity_text or {})
+        in_kg = {e for h, _, t in kg for e in (h, t)}
+        mini_links = {i: e for i, e in entity_of.items() if e in in_kg}
+        mini = build_dataset(
+            f"{data.name}+new", pd.DataFrame({"user_id": ["_"] * len(new_ids),
+                                              "item_id": new_ids}),
+            items=frame, item_text_columns=data.item_text_columns,
+            item_categorical_columns=data.item_categorical_columns,
+            separators=self._separators(), kg_triples=kg, entity_text=labels,
+            item_links=pd.DataFrame({"item_id": list(mini_links),
+                                     "entity_id": list(mini_links.values())})
+            if mini_links else None)
+        from hybridrec.text.builders import item_texts
+
+        texts = item_texts(mini)
+        x = self._encode(texts) if _x is None else _x.to(self.device)
+        # 3. In-edges of each new item in the prepared graph, by edge type.
+        first = self.num_items
+        in_edges: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+        facts: list[list[tuple[int, tuple[str, int], bool]]] = [[] for _ in new_ids]
+        skipped: list[str] = []
+        for row, other, relation, outgoing in _mini_facts(mini):
+            self._attach(row, other, relation, outgoing, in_edges, facts, skipped)
+        # 4. The GNN over the new nodes; the other scorers know nothing of them (zeros).
+        n = len(new_ids)
+        edges = {e: torch.tensor(v, dtype=torch.long).t().to(self.device)
+                 for e, v in in_edges.items()}
+        with torch.no_grad():
+            h0 = self.model.gnn.text_input("item", x, n)
+            z, states = self._fold("item", h0, edges)
+        rows = self._item_rows(x, z, n)
+        self._grow_items(rows, states)
+        self.item_ids = IdMap(self.item_ids.ids + tuple(new_ids))
+        self._popularity = torch.cat([self._popularity, torch.zeros(n)])
+        title_column = data.item_text_columns[0] if data.item_text_columns else None
+        for row, item_id in enumerate(new_ids):
+            title = str(frame[title_column].iloc[row]) if title_column else item_id
+            self._titles.append(title or item_id)
+            self.paths.add_item(first + row, title or item_id, facts[row])
+        self._added_x.append(x.detach().float().cpu())
+        self._updates["items"].append({
+            "rows": frame.to_dict(orient="records"), "triples": [list(t) for t in triples],
+            "links": links, "entity_text": dict(entity_text or {})})
+        attached = sum(len(v) for v in in_edges.values())
+        if skipped:
+            log.info("add_items: %d edges attached, %d skipped (%s)", attached, len(skipped),
+                     "; ".join(skipped[:5]))
+        return AddedItems(tuple(new_ids), attached, tuple(skipped))
+
+    def _separators(self) -> dict[str, str]:
+        """The separator of each multi-valued categorical column, read off the data: the
+        candidate whose parts are the column's known values (``"|"`` in CSV files, ``" "``
+        in RecBole's token sequences)."""
+        data, out = self.dataset, {}
+        for column in data.item_categorical_columns:
+            cells = data.item_table.get(column, ())
+            for sep in ("|", ";", ",", " "):
+                cell = next((str(c) for c in cells if sep in str(c)), None)
+                if cell is not None and all(f"{column}:{part.strip()}" in data.entities
+                                            for part in cell.split(sep) if part.strip()):
+                    out[column] = sep
+                    break
+        return out
+
+    def _attach(self, row: int, other: tuple[str, str], relation: str, outgoing: bool,
+                in_edges: dict, facts: list, skipped: list[str]) -> None:
+        """Attach one fact of new item ``row``: the edge type the item receives messages on
+        (the reverse of an outgoing relation), if the model has it and the other end is a
+        node of the training graph."""
+        data, (kind, raw) = self.dataset, other
+        rel = data.relations.index(relation)
+        name = self._relation_names[rel]
+        if kind == "item":
+            node = self.item_ids.get(raw)
+            if node < 0 or node >= self._base_items:
+                skipped.append(f"{relation} -> {raw}: not an item of the training graph")
+                return
+            other_type, graph_index = "item", node
+            fact_node = ("item", node)
+        elif data.entities.get(raw) in self._entity_items:
+            # A KG entity that stands for an item of the training graph: item -> item.
+            node = self._entity_items[data.entities.get(raw)]
+            other_type, graph_index, fact_node = "item", node, ("item", node)
+        else:
+            entity = data.entities.get(raw)
+            graph_index = self._entity_index[entity] if entity >= 0 else -1
+            if graph_index < 0:
+                skipped.append(f"{relation} -> {raw}: "
+                               + ("an entity new to the graph" if entity < 0
+                                  else "an entity pruned from the graph (a leaf)"))
+                if entity >= 0:
+                    facts[row].append((rel, ("entity", entity), not outgoing))
+                return
+            other_type, fact_node = "entity", ("entity", entity)
+        forward = ("item", name, other_type) if outgoing else (other_type, name, "item")
+        edge_type = reverse_edge_type(forward) if outgoing else forward
+        facts[row].append((rel, fact_node, not outgoing))
+        if edge_type not in self.model.gnn.edge_types:
+            skipped.append(f"{relation} -> {raw}: edge type {edge_type} not in the model")
+            return
+        in_edges.setdefault(edge_type, []).append((row, graph_index))
+
+    @torch.no_grad()
+    def _item_rows(self, x: Tensor, z: Tensor, n: int) -> dict[str, Tensor]:
+        emb, out = self._emb, {"item_gnn": z}
+        out["item_degree"] = torch.zeros(n, device=self.device)
+        for name in ("item_mf", "item_lightgcn"):
+            table = getattr(emb, name)
+            if table is not None:
+                out[name] = table.new_zeros(n, table.size(1))
+        if emb.item_bias is not None:
+            out["item_bias"] = emb.item_bias.new_zeros(n)
+        if emb.item_text is not None:
+            out["item_text"] = F.normalize(x.float() - self._item_mean, dim=-1)
+        if emb.item_gate is not None:
+            mf = out.get("item_mf")
+            signals = ScoreGate.signals(out["item_degree"], z, mf)
+            out["item_gate"] = self.model.gate(signals, signals)[1]
+        return out
+
+    def _grow_items(self, rows: dict[str, Tensor], states: list[Tensor]) -> None:
+        fields = {name: torch.cat([getattr(self._emb, name), rows[name].to(
+            getattr(self._emb, name).dtype)]) for name in _ITEM_FIELDS
+            if getattr(self._emb, name) is not None}
+        self._emb = dataclasses.replace(self._emb, **fields)
+        for layer, state in zip(self._layers, states):
+            layer["item"] = torch.cat([layer["item"], state])
+
+    # ------------------------------------------------------------------ explanations
+    @torch.no_grad()
+    def explain(self, user_id: str, item_id: str, max_paths: int = 3) -> Explanation:
+        """Why ``item_id`` suits ``user_id``: KG paths from the user's history, the nearest
+        history items, and each scorer's share of the mixed score."""
+        u, i = self._user_index(user_id), self._item_index(item_id)
+        history = sorted(set(self._history[u]) | self._seen[u])
+        paths = self.paths.paths(history, i, max_paths)
+        z = self._emb.item_gnn.float().cpu().numpy()
+        near = cosine_top(z[i], z[history], 3) if history else []
+        similar = tuple({"item_id": self.item_ids.ids[history[p]],
+                         "title": self._titles[history[p]], "cosine": round(c, 4)}
+                        for p, c in near if history[p] != i)
+        shares, gate, score = self._shares(u, i)
+        leaning = ("the graph-and-text side weighs " f"{gate:.0%}" if gate is not None
+                   else "scored by the graph-and-text side alone")
+        sentence = explanation_sentence(self._titles[i], paths, similar, leaning)
+        return Explanation(str(user_id), str(item_id), score, shares, gate, tuple(paths),
+                           similar, sentence)
+
+    def _shares(self, u: int, i: int) -> tuple[dict[str, float], float | None, float]:
+        """Each scorer's term of the mixed score at ``(u, i)``, as :func:`_score` mixes them."""
+        emb, user = self._emb, torch.tensor([u], device=self.device)
+        s_gnn, s_mf, s_lgcn = _branch_scores(emb, user, None)
+
+        def z(s: Tensor) -> float:
+            s = s.float()[0]
+            return float((s[i] - s.mean()) / s.std().clamp(min=1e-6))
+
+        mixed = float(self._scores(emb, user.cpu())[0, i])
+        if s_mf is None:
+            return {"gnn": mixed}, None, mixed
+        if self.model.gate_kind == "fixed":
+            g = emb.fixed_gate
+        else:
+            g = float(torch.sigmoid(emb.user_gate[u] + emb.item_gate[i]))
+        shares = {"gnn": g * z(s_gnn)}
+        if s_lgcn is None:
+            shares["als"] = (1 - g) * z(s_mf)
+        else:
+            shares["als"] = (1 - g) * z(s_mf) / 2
+            shares["lightgcn"] = (1 - g) * z(s_lgcn) / 2
+        return shares, g, mixed
+
+
+def fit(dataset: Dataset, split: Split | None = None, config: RunConfig | None = None, *,
+        device: str | torch.device | None = None) -> Recommender:
+    """:meth:`Recommender.fit`: train on ``dataset`` and return the recommender."""
+    return Recommender.fit(dataset, split, config, device=device)
+
+
+def load(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> Recommender:
+    """:meth:`Recommender.load`: a run folder, in use."""
+    return Recommender.load(folder, device)
+
+
+def _prepared_entity_index(graph: Any, num_entities: int) -> np.ndarray:
+    """Data-set entity index -> node index in the prepared graph (``-1``: pruned)."""
+    index = np.full(num_entities, -1, dtype=np.int64)
+    if "entity" in graph.node_types and "n_id" in graph["entity"]:
+        n_id = graph["entity"].n_id.cpu().numpy()
+        index[n_id] = np.arange(len(n_id))
+    return index
+
+
+def _mini_facts(mini: Dataset) -> Iterable[tuple[int, tuple[str, str], str, bool]]:
+    """Facts of the items of a small data set: ``(item row, (kind, raw id) of the other end,
+    relation, outgoing?)``. Linked entities stand for their items; the other end is an item
+    only when it is a new item's entity (these are resolved later against the catalogue)."""
+    item_of = {int(e): int(i) for i, e in mini.item_entity}
+    for item, rel, entity in mini.item_attributes:
+        yield int(item), ("entity", mini.entities.ids[entity]), mini.relations.ids[rel], True
+    for head, rel, tail in mini.kg_triples:
+        h, t, r = int(head), int(tail), mini.relations.ids[rel]
+        if h in item_of:
+            yield item_of[h], _end(mini, t, item_of), r, True
+        if t in item_of:
+            yield item_of[t], _end(mini, h, item_of), r, False
+
+
+def _end(mini: Dataset, entity: int, item_of: dict[int, int]) -> tuple[str, str]:
+    if entity in item_of:
+        return "item", mini.items.ids[item_of[entity]]
+    return "entity", mini.entities.ids[entity]
