@@ -92,14 +92,16 @@ def latency(run: Path) -> dict:
                         "year": "1998", "genre": "Drama"}])
     out["add_items_one"] = _timed(add_one, 50)
     # Explanations over (user, top-10) pairs of every user.
-    kg = any_path = total = 0
+    kg = labelled = any_path = total = 0
     for user in users:
         for item in rec.recommend(user, k=10).item_ids:
             e = rec.explain(user, item)
             kg += bool(e.kg_paths)
+            labelled += bool(e.kg_paths) and e.kg_paths[0].labelled
             any_path += bool(e.kg_paths or e.similar_history)
             total += 1
     out["explain_kg_path_share"] = round(kg / total, 4)
+    out["explain_labelled_kg_path_share"] = round(labelled / total, 4)
     out["explain_kg_or_history_share"] = round(any_path / total, 4)
     out["genre_sentences"] = genre_share(rec)
     return out

@@ -36,6 +36,7 @@ class KGPath:
     from_item: str
     steps: tuple[PathStep, ...]
     text: str
+    labelled: bool = True  # every node on it has a human label (not a bare KG id)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,9 @@ class KnowledgePaths:
             if node[0] == "item":
                 self._add(node[1], rel, ("item", item), not reverse)
 
+    def has_label(self, node: tuple[str, int]) -> bool:
+        return node[0] == "item" or bool(self.entity_labels[node[1]])
+
     def label(self, node: tuple[str, int]) -> str:
         kind, index = node
         if kind == "item":
@@ -133,17 +137,17 @@ class KnowledgePaths:
 
     def paths(self, history: Sequence[int], item: int, limit: int = 5) -> list[KGPath]:
         """Up to ``limit`` paths from items of ``history`` to ``item``: direct relations
-        first, then two hops through a shared node, rarer shared nodes first (a shared
-        director says more than a shared genre)."""
+        first, then two hops through a shared node, labelled nodes before bare KG ids, and
+        rarer shared nodes first (a shared director says more than a shared genre)."""
         history_set = set(int(h) for h in history)
         target = self.label(("item", item))
-        found: list[tuple[int, int, KGPath]] = []
+        found: list[tuple[int, int, int, KGPath]] = []
         for label, reverse, node in self.facts.get(item, ()):
             if node[0] == "item" and node[1] in history_set:
                 step = PathStep(self.label(node), label, target) if reverse else \
                     PathStep(target, label, self.label(node))
                 text = f"{step.source} --{label}--> {step.target}"
-                found.append((0, 0, KGPath(self.label(node), (step,), text)))
+                found.append((0, 0, 0, KGPath(self.label(node), (step,), text)))
                 continue
             sharers = self.holders.get(node, set()) & history_set
             for h in sorted(sharers):
@@ -154,9 +158,10 @@ class KnowledgePaths:
                 first, second = PathStep(self.label(("item", h)), back, middle), \
                     PathStep(target, label, middle)
                 text = (f"{first.source} --{back}--> {middle} <--{label}-- {target}")
-                found.append((1, len(self.holders[node]), KGPath(first.source, (first, second),
-                                                                 text)))
-        found.sort(key=lambda entry: (entry[0], entry[1], entry[2].text))
+                labelled = self.has_label(node)
+                found.append((1, not labelled, len(self.holders[node]),
+                              KGPath(first.source, (first, second), text, labelled)))
+        found.sort(key=lambda entry: (*entry[:3], entry[3].text))
         seen, out = set(), []
         for *_, path in found:
             if path.text not in seen:
