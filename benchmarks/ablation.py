@@ -1,8 +1,8 @@
 """``python -m benchmarks.ablation``: the hybrid and its ablations on both splits, one command.
 
 Runs ``hybrid`` (full), ``hybrid_no_text``, ``hybrid_no_kg``, ``hybrid_no_mf``,
-``hybrid_no_gate`` (fixed mix, each scorer weighed alike) and ``hybrid_no_lightgcn`` (ALS alone
-in the MF branch) through :mod:`benchmarks.run` on ml-100k's random 8:1:1 and
+``hybrid_gate`` (the learned gate on) and ``hybrid_no_lightgcn`` (ALS alone beside the
+GNN) through :mod:`benchmarks.run` on ml-100k's random 8:1:1 and
 cold-item (10 % of items held out) splits, over ``--seeds`` (default ``0,1,2``), then writes
 ``ablation.json`` and ``ablation.md`` (test Recall/NDCG@20, tail-bucket recall, cold-only
 recall, the learned gate by item popularity, best epoch, seconds) beside ``benchmarks.run``'s

@@ -32,8 +32,8 @@ from hybridrec.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from hybridrec.data.movielens import load_ml100k  # noqa: E402
 from hybridrec.data.split import random_split  # noqa: E402
 from hybridrec.graph import build_graph  # noqa: E402
-from hybridrec.models import HybridModel, prepare_graph  # noqa: E402
-from hybridrec.models.hybrid import INTERACTS  # noqa: E402
+from hybridrec.models import GNNScorer, prepare_graph  # noqa: E402
+from hybridrec.graph import INTERACTS  # noqa: E402
 from hybridrec.pipeline import fit_hybrid, text_features  # noqa: E402
 from hybridrec.trainer import sample_batch, train_step  # noqa: E402
 
@@ -44,7 +44,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "operators"
 def step_seconds(config: RunConfig, graph, steps: int) -> dict[str, float]:
     """Median wall and CPU seconds of one training step (after a warm-up step)."""
     torch.manual_seed(0)
-    model = HybridModel.from_config(config.model, graph)
+    model = GNNScorer.from_config(config.model, graph)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     x = {t: graph[t].x for t in graph.node_types if "x" in graph[t]}
     edges = dict(graph.edge_index_dict)

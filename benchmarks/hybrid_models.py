@@ -1,12 +1,12 @@
 """The hybrid model and its ablations in the benchmark registry.
 
 Imported by :func:`benchmarks.registry.load_extensions`. ``hybrid`` runs by default; the
-ablations (``hybrid_no_text``, ``hybrid_no_kg``, ``hybrid_no_mf``, ``hybrid_no_gate``,
-``hybrid_no_lightgcn``) run when
+variants (``hybrid_no_text``, ``hybrid_no_kg``, ``hybrid_no_mf``, ``hybrid_gate`` (the learned
+gate on), ``hybrid_no_lightgcn``) run when
 named with ``--models`` (``benchmarks/ablation.py`` runs them all). Each trains with the
 defaults of :class:`hybridrec.config.RunConfig` (no search: the defaults were chosen on the
 validation part of the ml-100k random split), early-stopped on validation NDCG@20, and records
-its config, best epoch and gate values.
+its config, best epochs and, with the gate, whether validation kept it.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 from benchmarks.registry import ModelContext, register_model
 from hybridrec.config import ModelConfig, RunConfig, TrainConfig
 from hybridrec.scoring import Scorer
-from hybridrec.pipeline import candidate_gate_report, fit_hybrid, gate_report, text_features
+from hybridrec.pipeline import fit_hybrid, gate_report, text_features
 
 #: Name -> the ModelConfig fields it switches off.
 ABLATIONS: dict[str, dict[str, Any]] = {
@@ -27,7 +27,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "hybrid_no_text": {"use_text": False},
     "hybrid_no_kg": {"use_kg": False},
     "hybrid_no_mf": {"use_mf": False},
-    "hybrid_no_gate": {"use_gate": False},
+    "hybrid_gate": {"use_gate": True},
     "hybrid_no_lightgcn": {"mf_lightgcn_channels": 0},
 }
 
@@ -56,22 +56,14 @@ def fit_for_benchmark(ctx: ModelContext, **model: Any) -> Scorer:
                    "train": dataclasses.asdict(config.train)},
         "valid_ndcg@20": fitted.result.best_score,
         "best_epoch": fitted.result.best_epoch,
-        "gate_epoch": fitted.result.gate_epoch,
-        "lightgcn_epochs": fitted.result.lightgcn_epochs,
+        "lightgcn_epochs": fitted.lightgcn_epochs,
         "epochs_run": len(fitted.result.history),
-        "gate": gate_report(fitted.scorer, ctx.split, ctx.dataset.num_items),
-        "gate_candidate": candidate_gate_report(fitted, ctx.split, ctx.dataset.num_items),
-        "gate_candidate_valid": (fitted.result.gate_candidate_score
-                                 if fitted.result.gate_candidate is not None else None),
-        "valid_ndcg@20_before_gate": _valid_of(fitted.result.history, "branches"),
+        "gate_kept": fitted.gate_kept if fitted.gate is not None else None,
+        "gate": gate_report(fitted.mix, ctx.split, ctx.dataset.num_items),
+        "gate_valid": fitted.gate[0].best_score if fitted.gate is not None else None,
+        "fixed_mix_valid": fitted.gate[1] if fitted.gate is not None else None,
     })
-    return fitted.scorer
-
-
-def _valid_of(history: list[dict[str, Any]], phase: str) -> float | None:
-    """The best validation NDCG@20 of one phase of a fit's history (``None`` if unchecked)."""
-    scores = [r["valid_ndcg@20"] for r in history if r["phase"] == phase and "valid_ndcg@20" in r]
-    return max(scores) if scores else None
+    return fitted.mix
 
 
 def _factory(overrides: dict[str, Any]) -> Callable[[ModelContext], Scorer]:

@@ -20,7 +20,6 @@ SplitKind = Literal["random", "temporal", "leave-last-out", "cold-items", "cold-
 Conv = Literal["rgcn", "sage", "graph", "lightgcn", "gat", "hgt"]
 Loss = Literal["softmax", "bpr"]
 Negatives = Literal["auto", "all", "warm"]
-MFSolver = Literal["als", "gradient"]
 
 
 @dataclass(frozen=True)
@@ -53,49 +52,38 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The hybrid model's shape; see :class:`hybridrec.models.HybridModel`."""
+    """The hybrid's scorers: the GNN (:class:`hybridrec.models.GNNScorer`), the collaborative
+    ones beside it and their mix (:class:`hybridrec.models.Mix`)."""
 
     # Width of every embedding and hidden layer.
     hidden_channels: int = 64
-    # Message-passing layers of the GNN branch.
+    # Message-passing layers of the GNN.
     num_layers: int = 2
-    # The per-relation PyG operator of the GNN branch.
+    # The per-relation PyG operator of the GNN.
     conv: Conv = "rgcn"
-    # How the MF branch is fitted: "als" = closed-form weighted ALS on the branch's training
-    # pairs, then frozen (only the item bias, if on, learns); "gradient" = by the ranking loss,
-    # beside the GNN. Measured on ml-100k (random split, test NDCG@20): the ALS
-    # factors alone 0.353, the gradient-fitted branch alone 0.305.
-    mf_solver: MFSolver = "als"
-    # Width of the MF branch's embeddings (ALS: 32 factors won the validation grid).
+    # The collaborative scorers beside the GNN: ALS (closed form, implicit) and, optionally, a
+    # LightGCN. ALS's factors (32 won the validation grid of the ALS baseline).
     mf_channels: int = 32
     # ALS's L2 penalty and confidence of observed pairs (chosen on the validation part of the
     # ml-100k random split, as the ALS baseline's search).
     mf_regularization: float = 20.0
     mf_alpha: float = 3.0
-    # LightGCN-style propagation steps on the MF branch's ID embeddings (0 = plain MF).
-    mf_layers: int = 0
-    # Learned per-item score bias on the MF branch (off: on top of the ALS factors it learned
-    # popularity back and cost 0.01 validation NDCG@20 on ml-100k).
-    mf_bias: bool = False
-    # Width of a LightGCN (BPR, early-stopped like the baseline) beside the ALS factors in the
-    # MF branch, 0 = none. Its scores are averaged with ALS's and the fixed mix weighs GNN, ALS
-    # and LightGCN 1/3 each. On ml-100k (random split, 3 seeds, benchmarks/results/ml-100k-hybrid)
-    # it lifts test NDCG@20 from 0.3559 to 0.3597 and tail recall@20 from 0.037 to 0.048, for
-    # two LightGCN fits (on the branch's pairs with early stopping, then on all pairs), about
-    # 3 minutes on 2 CPU cores.
+    # Width of a LightGCN (BPR, early-stopped on validation like the baseline) in the mix beside
+    # ALS, 0 = none. Its effect on test quality is in benchmarks/results/ml-100k-hybrid.
     mf_lightgcn_channels: int = 64
     # Upper bound on its epochs (it is early-stopped on validation when there is one).
     mf_lightgcn_epochs: int = 300
     # Hidden width of the gate's MLPs.
     gate_hidden: int = 16
-    # Dropout on the GNN branch's hidden layers.
+    # Dropout on the GNN's hidden layers.
     dropout: float = 0.0
-    # Ablations: text features (else ID embeddings for every node), KG edges, MF branch, gate
-    # (without it the scorers are mixed with equal weights).
+    # Ablations: text features (else ID embeddings for every node), KG edges, the collaborative
+    # scorers (ALS, LightGCN). The learned gate is opt-in: without it every scorer weighs the
+    # same; validation kept a trained gate in few fits (see the README).
     use_text: bool = True
     use_kg: bool = True
     use_mf: bool = True
-    use_gate: bool = True
+    use_gate: bool = False
     # Add a parameter-free text channel to the GNN score: cosine of the item's text and the
     # mean text of the user's training items (the text-only baseline), with a learned weight.
     text_channel: bool = True
@@ -108,7 +96,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the model is fitted; see :func:`hybridrec.trainer.fit`."""
+    """How the scorers are fitted; see :func:`hybridrec.pipeline.fit_hybrid`."""
 
     # Upper bound on passes over the training interactions.
     epochs: int = 60
@@ -132,10 +120,11 @@ class TrainConfig:
     negatives: Negatives = "auto"
     # Softmax temperature on the scores.
     temperature: float = 0.5
-    # Share of the training pairs held out of the branches (loss and graph) on which the gate
-    # alone is trained: fitted on the branches' own pairs, it prefers whichever memorises them.
+    # With the learned gate: the share of training pairs held out of every scorer's fit on
+    # which the gate alone is trained (on the scorers' own pairs it prefers whichever
+    # memorises them); the collaborative scorers are refitted on every pair afterwards.
     gate_holdout: float = 0.1
-    # Upper bound on the gate phase's epochs (after the branches' phase; see trainer.fit).
+    # Upper bound on the gate's epochs (see trainer.train_gate).
     gate_epochs: int = 10
     # The gate's learning rate as a multiple of lr: it learns from a tenth of the pairs, in a
     # few epochs.
@@ -143,7 +132,7 @@ class TrainConfig:
     # Fraction of items whose ID embedding and interaction edges are masked per step
     # (simulated cold start, DropoutNet-style).
     cold_start_fraction: float = 0.1
-    # Leave each batch's positive pairs out of the GNN branch's message passing that step, so
+    # Leave each batch's positive pairs out of the GNN's message passing that step, so
     # it never scores a pair by looking at its own edge (PyG's disjoint_train_ratio idea).
     drop_label_edges: bool = False
     # Gradient-norm clipping (0 = off).

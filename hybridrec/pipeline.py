@@ -5,28 +5,36 @@ these functions.
 """
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch_geometric.data import HeteroData
+from torch_geometric.utils import degree
 
-from hybridrec.config import RunConfig
-from hybridrec.data.dataset import Dataset
+from hybridrec.config import ModelConfig, RunConfig
+from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.data.split import Split, make_split, split_from_files
 from hybridrec.device import pick_device, seed_everything
 from hybridrec.evaluate import bucket_names, evaluate, item_popularity_buckets
 from hybridrec.graph import build_graph
-from hybridrec.models.hybrid import HybridModel, HybridScorer
+from hybridrec.graph import INTERACTS, REV_INTERACTS
+from hybridrec.models.gate import ScoreGate
+from hybridrec.models.gnn_scorer import GNNScorer
+from hybridrec.models.mix import Mix, Tower
 from hybridrec.models.prepare import graph_inputs, prepare_graph
 from hybridrec.run import json_ready
-from hybridrec.trainer import FitResult, Validate, fit, fit_kwargs
+from hybridrec.trainer import TrainedGNN, TrainResult, train_gate, train_gnn, train_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +67,25 @@ def text_features(config: RunConfig, dataset: Dataset, split: Split,
 
 @dataclass
 class HybridFit:
-    """What :func:`fit_hybrid` returns: the model, its graph and scorer, and the fit result."""
+    """What :func:`fit_hybrid` returns.
 
-    model: HybridModel
+    Attributes:
+        gnn: the trained GNN scorer (its weights; fold-in runs it on new nodes).
+        mix: the hybrid as a scorer: the frozen towers of every scorer, mixed.
+        graph: the prepared training graph (with features).
+        result: the GNN's training history, best epoch and validation score.
+        gate: the gate's history and the fixed mix's validation score (``None`` without).
+        gate_kept: whether validation kept the trained gate (else the mix is the fixed one).
+        lightgcn_epochs: the LightGCN's epochs (0 without).
+    """
+
+    gnn: GNNScorer
+    mix: Mix
     graph: HeteroData
-    scorer: HybridScorer
-    result: FitResult
+    result: TrainResult
+    gate: tuple[TrainResult, float] | None = None
+    gate_kept: bool = False
+    lightgcn_epochs: int = 0
 
 
 def fit_hybrid(
@@ -77,7 +98,17 @@ def fit_hybrid(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
 ) -> HybridFit:
-    """Config -> graph -> model -> :func:`~hybridrec.trainer.fit`, early-stopped on validation.
+    """The training story, top to bottom: fit each scorer once, then mix them.
+
+    1. The graph: training interactions, KG and text features, ablations applied.
+    2. With the learned gate: a share of the training pairs held out of every scorer's fit.
+    3. ALS (closed form) and LightGCN (BPR, early-stopped on validation like the baseline),
+       fitted and frozen: the collaborative towers.
+    4. The GNN scorer, trained by link prediction and early-stopped on the validation metric
+       of the *fixed* mix with the frozen towers of step 3.
+    5. With the learned gate: the gate learns on the held-out pairs and is kept only where it
+       beats the fixed mix on validation; then ALS and LightGCN are refitted on every pair
+       (LightGCN for its best epoch count) and the GNN tower is read off the whole graph.
 
     Args:
         config: the run configuration (its ``data`` part is not read here).
@@ -85,41 +116,186 @@ def fit_hybrid(
         features: :class:`~hybridrec.text.NodeFeatures` (required unless
             ``config.model.use_text`` is off).
         device: where to train (default: ``config.train.device``).
-        checkpoint_dir / resume: see :func:`~hybridrec.trainer.fit`.
+        checkpoint_dir / resume: the GNN's checkpoints (see
+            :func:`~hybridrec.trainer.train_gnn`); the fitted ALS and LightGCN are kept
+            there too, so a resumed run does not refit them.
     """
-    device = pick_device(device if device is not None else config.train.device)
-    if config.model.use_text and features is None:
+    model_cfg, train_cfg = config.model, config.train
+    device = pick_device(device if device is not None else train_cfg.device)
+    if model_cfg.use_text and features is None:
         raise ValueError("fit_hybrid: config.model.use_text is on but no features were given")
-    text = features if config.model.use_text else None
+
+    # 1. The graph.
+    text = features if model_cfg.use_text else None
     graph = build_graph(dataset, split.train,
                         **({} if text is None else {"user_x": text.user, "item_x": text.item,
                                                     "entity_x": text.entity}))
     graph = prepare_graph(graph, entity_has_text=None if text is None else text.entity_has_text,
-                          use_text=config.model.use_text, use_kg=config.model.use_kg,
-                          prune_leaf_entities=config.model.prune_leaf_entities)
-    generator = seed_everything(config.train.seed)
-    model = HybridModel.from_config(config.model, graph)
-    validate: Validate | None = None
-    if len(split.valid):
-        metric = config.train.valid_metric
-        k = int(metric.rsplit("@", 1)[1]) if "@" in metric else 20
-        validate = functools.partial(evaluate, data=dataset, split=split, part="valid",
-                                     ks=(k,), device=device)
-    else:
-        log.warning("The split has no validation part: training all %d epochs without early "
-                    "stopping", config.train.epochs)
-    negatives = config.train.negatives
+                          use_text=model_cfg.use_text, use_kg=model_cfg.use_kg,
+                          prune_leaf_entities=model_cfg.prune_leaf_entities)
+    generator = seed_everything(train_cfg.seed)
+    num_users, num_items = dataset.num_users, dataset.num_items
+    every_pair = graph[INTERACTS].edge_index
+    metric = _validation_metric(dataset, split, train_cfg.valid_metric, device)
+
+    # 2. The gate's held-out pairs (seeded apart from the run, so a resumed run holds out the
+    # same), out of every scorer's fit.
+    use_gate = model_cfg.use_gate and model_cfg.use_mf and train_cfg.gate_holdout > 0
+    fit_pairs, held_out = every_pair, None
+    if use_gate:
+        perm = torch.randperm(every_pair.size(1), generator=torch.Generator().manual_seed(0))
+        n_held = int(round(train_cfg.gate_holdout * every_pair.size(1)))
+        held_out, fit_pairs = every_pair[:, perm[:n_held]], every_pair[:, perm[n_held:]]
+    fit_graph = graph if held_out is None else _with_interactions(graph, fit_pairs)
+
+    # 3. The collaborative towers, fitted once and frozen.
+    seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+    towers: dict[str, Tower] = {}
+    lightgcn_epochs = 0
+    if model_cfg.use_mf:
+        towers["als"] = _als_tower(model_cfg, fit_pairs, num_users, num_items, seed, device,
+                                   checkpoint_dir, resume)
+        if model_cfg.mf_lightgcn_channels:
+            towers["lightgcn"], lightgcn_epochs = _lightgcn_tower(
+                model_cfg, fit_pairs, num_users, num_items, seed, device, metric,
+                checkpoint_dir, resume)
+    user_degree = degree(fit_pairs[0], num_users)
+    item_degree = degree(fit_pairs[1], num_items)
+
+    # 4. The GNN scorer, early-stopped on the fixed mix.
+    gnn = GNNScorer.from_config(model_cfg, graph)
+
+    def mix_with(gnn_tower: Tower, gate: ScoreGate | None = None) -> Mix:
+        return Mix({"gnn": gnn_tower, **towers}, user_degree.to(device), item_degree.to(device),
+                   gate=gate).to(device)
+
+    validate = None if metric is None else (lambda tower: metric(mix_with(tower)))
+    negatives = train_cfg.negatives
     warm = negatives == "warm" or (negatives == "auto" and len(split.cold_items) > 0)
-    result = fit(model, graph, validate=validate, generator=generator, device=device,
-                 checkpoint_dir=checkpoint_dir, resume=resume, warm_negatives=warm,
-                 **fit_kwargs(config.train))
-    scorer = model.scorer(*graph_inputs(graph, device))
-    return HybridFit(model, graph, scorer, result)
+    result = train_gnn(gnn, fit_graph, validate=validate, generator=generator, device=device,
+                       checkpoint_dir=checkpoint_dir, resume=resume, warm_negatives=warm,
+                       **train_kwargs(train_cfg))
+    mix = mix_with(TrainedGNN(gnn, *graph_inputs(fit_graph, device)).tower())
+
+    # 5. The optional gate, then the final refit on every pair.
+    gate_fit, kept = None, False
+    if use_gate:
+        gate = ScoreGate(3, model_cfg.gate_hidden, mix.fixed_gate).to(device)
+        mix = mix_with(mix.towers["gnn"], gate)
+        gate_fit = train_gate(mix, held_out, every_pair, validate=metric,
+                              epochs=train_cfg.gate_epochs,
+                              lr=train_cfg.lr * train_cfg.gate_lr_scale,
+                              num_negatives=train_cfg.num_negatives,
+                              cold_start_fraction=train_cfg.cold_start_fraction,
+                              generator=generator, show_progress=train_cfg.show_progress)
+        kept = gate_fit[0].best_epoch > 0
+        if not kept:
+            log.info("The learned gate did not beat the fixed mix on validation (%.4f): "
+                     "keeping the fixed mix", gate_fit[1])
+        towers["als"] = _als_tower(model_cfg, every_pair, num_users, num_items, seed, device)
+        if "lightgcn" in towers:
+            towers["lightgcn"], _ = _lightgcn_tower(model_cfg, every_pair, num_users,
+                                                    num_items, seed, device, None,
+                                                    epochs=lightgcn_epochs)
+        user_degree = degree(every_pair[0], num_users)
+        item_degree = degree(every_pair[1], num_items)
+        gnn_tower = TrainedGNN(gnn, *graph_inputs(graph, device)).tower()
+        mix = mix_with(gnn_tower, gate if kept else None)
+    return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs)
 
 
-def gate_report(scorer: HybridScorer, split: Split, num_items: int) -> dict[str, float] | None:
-    """Mean gate value (weight of the GNN score) per item popularity bucket and for cold items."""
-    gate = scorer.mean_gate()
+def _validation_metric(dataset: Dataset, split: Split, name: str,
+                       device: torch.device) -> Callable[[Any], float] | None:
+    """``scorer -> the validation value named`` (``None`` without a validation part)."""
+    if not len(split.valid):
+        log.warning("The split has no validation part: training without early stopping")
+        return None
+    k = int(name.rsplit("@", 1)[1]) if "@" in name else 20
+    run = functools.partial(evaluate, data=dataset, split=split, part="valid", ks=(k,),
+                            device=device)
+
+    def metric(scorer: Any) -> float:
+        values = run(scorer)
+        if name not in values:
+            numeric = sorted(key for key, v in values.items() if isinstance(v, (int, float)))
+            raise ValueError(f"valid_metric {name!r} is not among the validation metrics "
+                             f"({', '.join(numeric)})")
+        return float(values[name])
+
+    return metric
+
+
+def _with_interactions(graph: HeteroData, pairs: Tensor) -> HeteroData:
+    """A shallow copy of ``graph`` whose user-item edges (both ways) are ``pairs``."""
+    out = copy.copy(graph)
+    out[INTERACTS].edge_index = pairs
+    out[REV_INTERACTS].edge_index = pairs.flip(0)
+    return out
+
+
+def _als_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, seed: int,
+               device: torch.device, checkpoint_dir: Path | None = None,
+               resume: bool = False) -> Tower:
+    """ALS with the hybrid's settings on ``pairs``; users and items without a pair get zero
+    rows."""
+    from hybridrec.baselines import ALS, BaseScorer
+
+    saved = None if checkpoint_dir is None else Path(checkpoint_dir) / "als"
+    if resume and saved is not None and saved.is_dir():
+        als = BaseScorer.load(saved, device=str(device))
+    else:
+        als = ALS(factors=cfg.mf_channels, regularization=cfg.mf_regularization,
+                  alpha=cfg.mf_alpha, random_state=seed, device=str(device))
+        als.fit(_pairs(pairs), num_users, num_items)
+        if saved is not None:
+            als.save(saved)
+    state = als.state_tensors()
+    return Tower.from_scorer(state["user_factors"], state["item_factors"],
+                             degree(pairs[0], num_users) > 0, degree(pairs[1], num_items) > 0)
+
+
+def _lightgcn_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, seed: int,
+                    device: torch.device, metric: Callable[[Any], float] | None,
+                    checkpoint_dir: Path | None = None, resume: bool = False,
+                    epochs: int | None = None) -> tuple[Tower, int]:
+    """A LightGCN (the baseline's settings, ``mf_lightgcn_channels`` wide) on ``pairs``,
+    early-stopped on ``metric`` as the baseline is (every 5 epochs, patience 3), else run for
+    ``epochs``; its tower (rows of nodes without a pair zeroed) and its epochs."""
+    from hybridrec.baselines import BaseScorer, EarlyStopping, LightGCN
+
+    saved = None if checkpoint_dir is None else Path(checkpoint_dir) / "lightgcn"
+    if resume and saved is not None and saved.is_dir():
+        scorer = BaseScorer.load(saved, device=str(device))
+        best = int(json.loads((saved / "epochs.json").read_text()))
+    else:
+        scorer = LightGCN(cfg.mf_lightgcn_channels, epochs=epochs or cfg.mf_lightgcn_epochs,
+                          random_state=seed, device=str(device))
+        if metric is None:
+            scorer.fit(_pairs(pairs), num_users, num_items)
+            best = scorer.epochs
+        else:
+            stopper = EarlyStopping(metric, eval_every=5, patience=3)
+            stopper.fit(scorer, _pairs(pairs), num_users, num_items)
+            best = stopper.best_epoch or scorer.epochs
+            log.info("LightGCN: %d epochs (early-stopped on validation; at most %d)", best,
+                     scorer.epochs)
+        if saved is not None:
+            scorer.save(saved)
+            (saved / "epochs.json").write_text(json.dumps(best))
+    state = scorer.state_tensors()
+    tower = Tower.from_scorer(state["user_embedding"], state["item_embedding"],
+                              degree(pairs[0], num_users) > 0, degree(pairs[1], num_items) > 0)
+    return tower, best
+
+
+def _pairs(edge_index: Tensor) -> Interactions:
+    return Interactions(edge_index[0].cpu().numpy(), edge_index[1].cpu().numpy())
+
+
+def gate_report(mix: Mix, split: Split, num_items: int) -> dict[str, float] | None:
+    """Mean gate value (weight of the GNN score) per item popularity bucket and for cold items
+    (``None`` for a fixed mix)."""
+    gate = mix.mean_gate()
     if gate is None:
         return None
     gate = gate.float().cpu().numpy()
@@ -130,22 +306,6 @@ def gate_report(scorer: HybridScorer, split: Split, num_items: int) -> dict[str,
               for b, name in enumerate(bucket_names(3))}
     report["cold"] = float(gate[popularity == 0].mean()) if (popularity == 0).any() else None
     return report
-
-
-def candidate_gate_report(fitted: HybridFit, split: Split,
-                          num_items: int) -> dict[str, float] | None:
-    """:func:`gate_report` of the trained gate that validation turned down for the fixed mix
-    (``None`` when the gate was kept or there is none): what the gate had learned."""
-    candidate, model = fitted.result.gate_candidate, fitted.model
-    if candidate is None:
-        return None
-    kept = {k: v.clone() for k, v in model.gate.state_dict().items()}
-    model.gate.load_state_dict({k[len("gate."):]: v for k, v in candidate.items()})
-    try:
-        device = next(model.parameters()).device
-        return gate_report(model.scorer(*graph_inputs(fitted.graph, device)), split, num_items)
-    finally:
-        model.gate.load_state_dict(kept)
 
 
 def evaluate_run(scorer: Any, dataset: Dataset | tuple[int, int], split: Split,

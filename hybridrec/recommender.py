@@ -18,7 +18,6 @@ Fold-in, per scorer of the mix (every scorer is a dot product of a user and an i
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,17 +44,13 @@ from hybridrec.explain import (
     explanation_sentence,
 )
 from hybridrec.graph import INTERACTS, REV_INTERACTS, relation_names, reverse_edge_type
-from hybridrec.models.gate import ScoreGate
-from hybridrec.models.hybrid import HybridEmbeddings, _branch_scores, _score
+from hybridrec.models.mix import Mix
 from hybridrec.models.prepare import graph_inputs
 from hybridrec.run import Run, load_run, save_run
 
 log = logging.getLogger(__name__)
 
 Source = Literal["model", "popular", "history", "text"]
-_USER_FIELDS = ("user_gnn", "user_mf", "user_gate", "user_degree", "user_text", "user_lightgcn")
-_ITEM_FIELDS = ("item_gnn", "item_mf", "item_bias", "item_gate", "item_degree", "item_text",
-                "item_lightgcn")
 
 
 class UnknownIdError(KeyError, ValueError):
@@ -147,16 +142,22 @@ class Recommender:
         graph = run.graph
         self._x_dict, self._edges = graph_inputs(graph, self.device)
         ui = self._edges[INTERACTS]
-        emb = run.scorer.emb
+        self.mix: Mix = run.scorer.copy()  # grows with updates; the run keeps the base
         # Users and items are ours to extend: the base ids, then those added.
         self.user_ids = IdMap(run.ids["users"].ids)
         self.item_ids = IdMap(run.ids["items"].ids)
-        self._base_items = len(self.item_ids)
-        self._emb = HybridEmbeddings.from_dict({k: v.clone() for k, v in emb.to_dict().items()})
+        self._base_users, self._base_items = len(self.user_ids), len(self.item_ids)
         with torch.no_grad():
-            masked = {"user": emb.user_degree == 0, "item": emb.item_degree == 0}
+            # The GNN's cold masks, as GNNScorer.embed sets them.
+            masked = {"user": torch.bincount(ui[0], minlength=self._base_users) == 0,
+                      "item": torch.bincount(ui[1], minlength=self._base_items) == 0}
             self._layers = self.model.gnn.layer_outputs(self._x_dict, self._edges, masked)
-        if "item" in self._x_dict:
+        hidden = self.model.hidden_channels
+        gnn_items = self.mix.towers["gnn"].item
+        # The text channel's centred unit item texts are the GNN tower's last columns.
+        self._text_columns = slice(hidden, gnn_items.size(1)) if self.model.text_channel \
+            else None
+        if self.model.text_channel:
             # Frozen at training time: new items are centred on the same mean.
             self._item_mean = self._x_dict["item"].float().mean(0)
         self._user_x_mean = self._x_dict["user"].float().mean(0) if "user" in self._x_dict \
@@ -170,7 +171,7 @@ class Recommender:
         self._history: list[list[int]] = [[] for _ in range(len(self.user_ids))]
         for u, i in zip(ui[0].tolist(), ui[1].tolist()):
             self._history[u].append(i)
-        self._popularity = emb.item_degree.float().cpu().clone()
+        self._popularity = self.mix.item_degree.float().cpu().clone()
         self.paths = KnowledgePaths(self.dataset)
         self._titles = list(self.paths.item_titles)
         self._entity_index = _prepared_entity_index(graph, self.dataset.num_entities)
@@ -198,12 +199,12 @@ class Recommender:
         device = pick_device(device if device is not None else config.train.device)
         features = text_features(config, dataset, split, device)
         fitted = fit_hybrid(config, dataset, split, features, device=device)
-        metrics = evaluate_run(fitted.scorer, dataset, split, device)
+        metrics = evaluate_run(fitted.mix, dataset, split, device)
         ids = {"users": dataset.users, "items": dataset.items, "entities": dataset.entities,
                "relations": dataset.relations}
         with tempfile.TemporaryDirectory() as tmp:
-            folder = save_run(Path(tmp) / "run", config=config, model=fitted.model,
-                              graph=fitted.graph, split=split, ids=ids, dataset=dataset,
+            folder = save_run(Path(tmp) / "run", config=config, model=fitted.gnn,
+                              scorer=fitted.mix, graph=fitted.graph, split=split, ids=ids, dataset=dataset,
                               metrics=metrics, info={"best_epoch": fitted.result.best_epoch})
             return cls.load(folder)
 
@@ -223,7 +224,8 @@ class Recommender:
                 else {}
             updates = (self._updates, tensors)
         info = {k: v for k, v in run.info.items() if k not in ("format", "saved", "torch")}
-        return save_run(folder, config=run.config, model=run.model, graph=run.graph,
+        return save_run(folder, config=run.config, model=run.model, scorer=run.scorer,
+                        graph=run.graph,
                         split=run.split, ids=run.ids, dataset=run.dataset, metrics=run.metrics,
                         info=info, updates=updates)
 
@@ -272,10 +274,16 @@ class Recommender:
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def _scores(self, emb: HybridEmbeddings, user_index: Tensor) -> Tensor:
-        """Mixed scores ``[B, num_items]`` on the CPU."""
-        return _score(emb, user_index.to(self.device), None, self.model.use_mf,
-                      self.model.gate_kind).score.float().cpu()
+    def _scores(self, user_index: Tensor) -> Tensor:
+        """Mixed scores of stored users ``[B, num_items]`` on the CPU."""
+        return self.mix.score(user_index.to(self.device)).float().cpu()
+
+    @torch.no_grad()
+    def _scores_of(self, rows: dict[str, Tensor]) -> Tensor:
+        """Mixed scores ``[B, num_items]`` of users given by :meth:`_user_rows`."""
+        users = {name: rows[name] for name in self.mix.names}
+        parts = self.mix.parts_of(users, self.mix.user_gate_logits(users, rows["degree"]))
+        return sum(parts[name] for name in self.mix.names).float().cpu()
 
     def _top(self, scores: Tensor, k: int, exclude: set[int] | Sequence[int],
              candidates: Sequence[str] | None) -> tuple[list[int], list[float]]:
@@ -323,8 +331,7 @@ class Recommender:
         if unknown and not fallback:
             self._user_index(unknown[0])  # raises, naming it
         known = [i for i in index if i >= 0]
-        scores = self._scores(self._emb, torch.tensor(known, dtype=torch.long)) if known \
-            else None
+        scores = self._scores(torch.tensor(known, dtype=torch.long)) if known else None
         out, row = [], 0
         for user_id, u in zip(user_ids, index):
             if u < 0:
@@ -342,20 +349,26 @@ class Recommender:
         ``item_id``'s by cosine; works for new and cold items alike."""
         k = self._check_k(k)
         i = self._item_index(item_id)
-        z = F.normalize(self._emb.item_gnn.float(), dim=-1).cpu()
+        z = F.normalize(self._gnn_items(), dim=-1).cpu()
         scores = z @ z[i]
         top, values = self._top(scores, k, {i}, None)
         return self._ranking(top, values, "model", None)
 
     # ------------------------------------------------------------------ fold-in
+    def _gnn_items(self) -> Tensor:
+        """The GNN's item embeddings alone ``[I, H]`` (the GNN tower without the text)."""
+        return self.mix.towers["gnn"].item[:, :self.model.hidden_channels].float()
+
     @torch.no_grad()
     def _user_rows(self, histories: Sequence[Sequence[int]], known: Sequence[int | None],
                    x: Tensor | None = None) -> dict[str, Tensor]:
-        """Every user field of :class:`HybridEmbeddings` for ``N`` users with the given item
-        histories: known users keep their input state and profile edges; new ones start from
-        ``x`` (``[N, F]``; default: the mean training user text)."""
-        n, model, emb = len(histories), self.model, self._emb
+        """Each tower's user vectors (and ``"degree"``) for ``N`` users with the given item
+        histories: known users keep their input state, profile edges and LightGCN vector; new
+        ones start from ``x`` (``[N, F]``; default: the mean training user text)."""
+        n, model, towers = len(histories), self.model, self.mix.towers
         hist = [np.unique(np.asarray(h, dtype=np.int64)) for h in histories]
+        out: dict[str, Tensor] = {"degree": torch.tensor([float(len(h)) for h in hist],
+                                                         device=self.device)}
         # 1. GNN: input state, then the node's own layers over its in-neighbours.
         if x is None and self._user_x_mean is not None:
             x = self._user_x_mean.expand(n, -1)
@@ -376,30 +389,29 @@ class Recommender:
                     in_edges.setdefault(edge_type, []).append(
                         torch.stack([torch.full_like(src, row), src]))
         edges = {e: torch.cat(v, 1).to(self.device) for e, v in in_edges.items() if v}
-        out: dict[str, Tensor] = {}
-        out["user_gnn"], _ = self._fold("user", h0, edges)
-        out["user_degree"] = torch.tensor([float(len(h)) for h in hist], device=self.device)
-        # 2. ALS, closed form against the fixed item factors.
-        if emb.user_mf is not None:
-            cfg = self.config.model
-            out["user_mf"] = als_fold_in(emb.item_mf, hist, cfg.mf_regularization, cfg.mf_alpha)
-        if emb.user_lightgcn is not None:
-            lightgcn = emb.user_lightgcn.new_zeros(n, emb.user_lightgcn.size(1))
-            for row, u in enumerate(known):
-                if u is not None:
-                    lightgcn[row] = emb.user_lightgcn[u]
-            out["user_lightgcn"] = lightgcn
-        # 3. Text channel: the normalised sum of the history's centred item texts.
-        if emb.user_text is not None:
-            profile = emb.user_text.new_zeros(n, emb.user_text.size(1))
+        gnn, _ = self._fold("user", h0, edges)
+        # 2. Text channel: the normalised sum of the history's centred item texts, weighted.
+        if self._text_columns is not None:
+            item_text = towers["gnn"].item[:, self._text_columns]
+            profile = item_text.new_zeros(n, item_text.size(1))
             for row, h in enumerate(hist):
                 if len(h):
-                    profile[row] = emb.item_text[torch.as_tensor(h)].sum(0)
-            out["user_text"] = F.normalize(profile, dim=-1)
-        # 4. Gate logits from the same signals as in training.
-        if emb.user_gate is not None:
-            signals = ScoreGate.signals(out["user_degree"], out["user_gnn"], out["user_mf"])
-            out["user_gate"] = model.gate(signals, signals)[0]
+                    profile[row] = item_text[torch.as_tensor(h)].sum(0)
+            gnn = torch.cat([gnn, model.text_scale() * F.normalize(profile, dim=-1)], -1)
+        out["gnn"] = gnn
+        # 3. ALS, closed form against the fixed item factors.
+        if "als" in towers:
+            cfg = self.config.model
+            out["als"] = als_fold_in(towers["als"].item, hist, cfg.mf_regularization,
+                                     cfg.mf_alpha)
+        # 4. LightGCN has no fold-in: a known user keeps its vector, a new one has none.
+        if "lightgcn" in towers:
+            table = towers["lightgcn"].user
+            rows = table.new_zeros(n, table.size(1))
+            for row, u in enumerate(known):
+                if u is not None and u < table.size(0):
+                    rows[row] = table[u]
+            out["lightgcn"] = rows
         return out
 
     def _fold(self, node_type: str, h0: Tensor, edges: dict) -> tuple[Tensor, list[Tensor]]:
@@ -407,10 +419,6 @@ class Recommender:
         embedding and the per-layer states."""
         states = self.model.gnn.fold_in(node_type, h0, edges, self._layers, return_layers=True)
         return torch.stack(states).mean(0), states
-
-    def _transient(self, rows: dict[str, Tensor]) -> HybridEmbeddings:
-        """The embeddings with the user fields replaced by ``rows`` (users ``0..N-1``)."""
-        return dataclasses.replace(self._emb, **{k: v for k, v in rows.items()})
 
     def recommend_for_history(self, item_ids: Sequence[str], k: int = 10,
                               exclude_seen: bool = True,
@@ -422,8 +430,7 @@ class Recommender:
         if not history:
             raise ValueError("recommend_for_history: the history is empty; use "
                              "recommend_for_text or the popular-items fallback")
-        rows = self._user_rows([history], [None])
-        scores = self._scores(self._transient(rows), torch.zeros(1, dtype=torch.long))[0]
+        scores = self._scores_of(self._user_rows([history], [None]))[0]
         top, values = self._top(scores, k, set(history) if exclude_seen else set(), candidates)
         return self._ranking(top, values, "history", None)
 
@@ -443,11 +450,12 @@ class Recommender:
         k = self._check_k(k)
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"recommend_for_text: expected a non-empty sentence, got {text!r}")
-        if self._emb.item_text is None:
+        if self._text_columns is None:
             raise ValueError("recommend_for_text: this run has no text channel (trained with "
                              "--no-text or text_channel off)")
         query = F.normalize(self._encode([text]).float(), dim=-1)[0]
-        scores = (self._emb.item_text.float() @ query).cpu()
+        item_text = self.mix.towers["gnn"].item[:, self._text_columns].float()
+        scores = (item_text @ query).cpu()
         top, values = self._top(scores, k, set(), candidates)
         return self._ranking(top, values, "text", None)
 
@@ -476,28 +484,12 @@ class Recommender:
             self._seen[u].add(i)
             self._history[u].append(i)
             touched[u] = None
-        base_users = self._emb.user_gnn.size(0)
         users = list(touched)
-        known = [u if u < self.run.graph["user"].num_nodes else None for u in users]
+        known = [u if u < self._base_users else None for u in users]
         rows = self._user_rows([self._history[u] for u in users], known)
-        self._set_users(users, rows, base_users)
+        self.mix.set_users(users, rows, rows["degree"])
         self._updates["interactions"].append([list(p) for p in pairs])
         return self.user_ids.to_ids(users)
-
-    def _set_users(self, users: list[int], rows: dict[str, Tensor], base_users: int) -> None:
-        """Write user rows, growing the tables for users beyond ``base_users``."""
-        grow = max(users) + 1 - base_users
-        fields = {}
-        for name in _USER_FIELDS:
-            table = getattr(self._emb, name)
-            if table is None:
-                continue
-            if grow > 0:
-                table = torch.cat([table, table.new_zeros(grow, *table.shape[1:])])
-            table = table.clone()
-            table[torch.tensor(users)] = rows[name].to(table.dtype)
-            fields[name] = table
-        self._emb = dataclasses.replace(self._emb, **fields)
 
     def add_items(self, items: pd.DataFrame | Sequence[Mapping[str, Any]],
                   triples: Sequence[tuple[str, str, str]] = (), *,
@@ -607,8 +599,7 @@ class Recommender:
         with torch.no_grad():
             h0 = self.model.gnn.text_input("item", x, n)
             z, states = self._fold("item", h0, edges)
-        rows = self._item_rows(x, z, n)
-        self._grow_items(rows, states)
+        self._grow_items(self._item_rows(x, z, n), states)
         self.item_ids = IdMap(self.item_ids.ids + tuple(new_ids))
         self._popularity = torch.cat([self._popularity, torch.zeros(n)])
         title_column = data.item_text_columns[0] if data.item_text_columns else None
@@ -681,27 +672,18 @@ class Recommender:
 
     @torch.no_grad()
     def _item_rows(self, x: Tensor, z: Tensor, n: int) -> dict[str, Tensor]:
-        emb, out = self._emb, {"item_gnn": z}
-        out["item_degree"] = torch.zeros(n, device=self.device)
-        for name in ("item_mf", "item_lightgcn"):
-            table = getattr(emb, name)
-            if table is not None:
-                out[name] = table.new_zeros(n, table.size(1))
-        if emb.item_bias is not None:
-            out["item_bias"] = emb.item_bias.new_zeros(n)
-        if emb.item_text is not None:
-            out["item_text"] = F.normalize(x.float() - self._item_mean, dim=-1)
-        if emb.item_gate is not None:
-            mf = out.get("item_mf")
-            signals = ScoreGate.signals(out["item_degree"], z, mf)
-            out["item_gate"] = self.model.gate(signals, signals)[1]
+        """Each tower's vectors for ``n`` new items: the GNN's (with the centred text), zeros
+        for the collaborative towers, which never saw them."""
+        out = {"degree": torch.zeros(n, device=self.device)}
+        for name, tower in self.mix.towers.items():
+            out[name] = tower.item.new_zeros(n, tower.item.size(1))
+        if self._text_columns is not None:
+            z = torch.cat([z, F.normalize(x.float() - self._item_mean, dim=-1)], -1)
+        out["gnn"] = z
         return out
 
     def _grow_items(self, rows: dict[str, Tensor], states: list[Tensor]) -> None:
-        fields = {name: torch.cat([getattr(self._emb, name), rows[name].to(
-            getattr(self._emb, name).dtype)]) for name in _ITEM_FIELDS
-            if getattr(self._emb, name) is not None}
-        self._emb = dataclasses.replace(self._emb, **fields)
+        self.mix.add_items(rows, rows["degree"])
         for layer, state in zip(self._layers, states):
             layer["item"] = torch.cat([layer["item"], state])
 
@@ -713,7 +695,7 @@ class Recommender:
         u, i = self._user_index(user_id), self._item_index(item_id)
         history = sorted(set(self._history[u]) | self._seen[u])
         paths = self.paths.paths(history, i, max_paths)
-        z = self._emb.item_gnn.float().cpu().numpy()
+        z = self._gnn_items().cpu().numpy()
         near = cosine_top(z[i], z[history], 3) if history else []
         similar = tuple({"item_id": self.item_ids.ids[history[p]],
                          "title": self._titles[history[p]], "cosine": round(c, 4)}
@@ -726,28 +708,11 @@ class Recommender:
                            similar, sentence)
 
     def _shares(self, u: int, i: int) -> tuple[dict[str, float], float | None, float]:
-        """Each scorer's term of the mixed score at ``(u, i)``, as :func:`_score` mixes them."""
-        emb, user = self._emb, torch.tensor([u], device=self.device)
-        s_gnn, s_mf, s_lgcn = _branch_scores(emb, user, None)
-
-        def z(s: Tensor) -> float:
-            s = s.float()[0]
-            return float((s[i] - s.mean()) / s.std().clamp(min=1e-6))
-
-        mixed = float(self._scores(emb, user.cpu())[0, i])
-        if s_mf is None:
-            return {"gnn": mixed}, None, mixed
-        if self.model.gate_kind == "fixed":
-            g = emb.fixed_gate
-        else:
-            g = float(torch.sigmoid(emb.user_gate[u] + emb.item_gate[i]))
-        shares = {"gnn": g * z(s_gnn)}
-        if s_lgcn is None:
-            shares["als"] = (1 - g) * z(s_mf)
-        else:
-            shares["als"] = (1 - g) * z(s_mf) / 2
-            shares["lightgcn"] = (1 - g) * z(s_lgcn) / 2
-        return shares, g, mixed
+        """Each scorer's term of the mixed score at ``(u, i)`` and the GNN's weight there."""
+        parts = self.mix.parts(torch.tensor([u], device=self.device))
+        shares = {name: float(parts[name][0, i]) for name in self.mix.names}
+        gate = float(parts["gate"][0, i]) if len(self.mix.names) > 1 else None
+        return shares, gate, sum(shares.values())
 
 
 def fit(dataset: Dataset, split: Split | None = None, config: RunConfig | None = None, *,

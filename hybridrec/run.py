@@ -3,13 +3,14 @@
 A run folder holds:
 
 * ``config.json``: the :class:`~hybridrec.config.RunConfig` (loadable with ``--config``);
-* ``model.safetensors``: the model's ``state_dict``;
+* ``model.safetensors``: the GNN scorer's ``state_dict`` (fold-in of new users and items
+  runs it);
 * ``features.safetensors``: the text embeddings the model was trained on (``x.<node type>``,
   ``entity.has_text``);
 * ``graph.safetensors``: the prepared training graph (``edge_index.<src>__<rel>__<dst>``,
   ``entity.n_id``);
-* ``embeddings.safetensors``: the fitted model's output embeddings and gate logits
-  (:class:`~hybridrec.models.HybridEmbeddings`), to score without running the GNN;
+* ``scorers.safetensors``: the hybrid as a scorer, :class:`~hybridrec.models.Mix`: each
+  scorer's frozen user and item vectors (GNN, ALS, LightGCN), the weights, the gate if any;
 * ``split.safetensors``: the train / valid / test pairs (and cold items / users) it was
   evaluated on;
 * ``ids.json``: raw ids of users, items, entities (by original index) and relations;
@@ -53,15 +54,15 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.idmap import IdMap
 from hybridrec.data.split import Split
 from hybridrec.data.store import read_dataset, write_dataset
-from hybridrec.models.hybrid import HybridEmbeddings, HybridModel, HybridScorer
-from hybridrec.models.prepare import graph_inputs
+from hybridrec.models.gnn_scorer import GNNScorer
+from hybridrec.models.mix import Mix
 from hybridrec.tensor_files import read_tensors
 
 log = logging.getLogger(__name__)
 
-FORMAT = "hybridrec-run/6"  # 5: centred text channel; 6: the data set and updates inside
+FORMAT = "hybridrec-run/7"  # 6: data set and updates inside; 7: the hybrid as a mix of scorers
 FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
-         "embeddings.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
+         "scorers.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
          "train.log", "dataset.json", "dataset.safetensors")
 UPDATE_FILES = ("updates.json", "updates.safetensors")
 
@@ -73,9 +74,9 @@ class Run:
     Attributes:
         folder: where it was read from.
         config: the run's configuration.
-        model: the fitted model (eval mode, on the CPU).
+        model: the trained GNN scorer (eval mode).
         graph: the prepared training graph with its features.
-        scorer: the model's :class:`~hybridrec.models.HybridScorer` over ``graph``.
+        scorer: the hybrid, a :class:`~hybridrec.models.Mix` of frozen scorers.
         split: the split it was evaluated on.
         ids: ``users`` / ``items`` / ``entities`` / ``relations`` id maps.
         metrics: the content of ``metrics.json``.
@@ -86,9 +87,9 @@ class Run:
 
     folder: Path
     config: RunConfig
-    model: HybridModel
+    model: GNNScorer
     graph: HeteroData
-    scorer: HybridScorer
+    scorer: Mix
     split: Split
     ids: dict[str, IdMap]
     metrics: dict[str, Any]
@@ -190,7 +191,8 @@ def save_run(
     folder: str | os.PathLike[str],
     *,
     config: RunConfig,
-    model: HybridModel,
+    model: GNNScorer,
+    scorer: Mix,
     graph: HeteroData,
     split: Split,
     ids: dict[str, IdMap],
@@ -210,7 +212,8 @@ def save_run(
     Args:
         folder: the run folder.
         config: the run's configuration.
-        model: the fitted model.
+        model: the trained GNN scorer.
+        scorer: the hybrid (the mix of frozen scorers).
         graph: the prepared training graph the model was fitted on (with features).
         split: the split it was evaluated on.
         ids: ``users`` / ``items`` / ``entities`` / ``relations`` id maps of the data set.
@@ -233,13 +236,7 @@ def save_run(
     features, edges = graph_tensors(graph)
     save_file(features, str(tmp / "features.safetensors"), metadata=meta)
     save_file(edges, str(tmp / "graph.safetensors"), metadata={**meta, **graph_metadata(graph)})
-    x_dict = {t: graph[t].x for t in graph.node_types if "x" in graph[t]}
-    device = next(model.parameters()).device
-    scorer = model.scorer({t: x.to(device) for t, x in x_dict.items()},
-                          {e: v.to(device) for e, v in graph.edge_index_dict.items()})
-    emb = {k: v.detach().float().cpu().contiguous() for k, v in scorer.emb.to_dict().items()}
-    save_file(emb, str(tmp / "embeddings.safetensors"),
-              metadata={**meta, "use_mf": str(scorer.use_mf), "gate": scorer.gate_kind})
+    scorer.save(tmp / "scorers.safetensors")
     save_file(_split_tensors(split), str(tmp / "split.safetensors"),
               metadata={**meta, "kind": split.kind,
                         "seed": "" if split.seed is None else str(split.seed)})
@@ -309,7 +306,7 @@ def load_run(folder: str | os.PathLike[str], device: str | torch.device | None =
     edges, graph_meta = _read_tensors(folder / "graph.safetensors")
     graph = graph_from_tensors(features, edges, graph_meta)
     state, _ = _read_tensors(folder / "model.safetensors")
-    model = HybridModel.from_config(config.model, graph)
+    model = GNNScorer.from_config(config.model, graph)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -317,11 +314,11 @@ def load_run(folder: str | os.PathLike[str], device: str | torch.device | None =
             from None
     device = torch.device(device) if device is not None else torch.device("cpu")
     model.to(device).eval()
+    scorer = load_scorer(folder, device)
     split_tensors, split_meta = _read_tensors(folder / "split.safetensors")
     seed = split_meta.get("seed") or None
     split = _split_from_tensors(split_tensors, split_meta.get("kind", "unknown"),
                                 int(seed) if seed is not None else None)
-    scorer = model.scorer(*graph_inputs(graph, device))
     ids = {name: IdMap(values) for name, values in _read_json(folder / "ids.json").items()}
     metrics = _read_json(folder / "metrics.json")
     dataset = read_dataset(folder)
@@ -332,9 +329,12 @@ def load_run(folder: str | os.PathLike[str], device: str | torch.device | None =
     return Run(folder, config, model, graph, scorer, split, ids, metrics, info, dataset, updates)
 
 
-def load_embeddings(folder: str | os.PathLike[str]) -> HybridScorer:
-    """A scorer from ``embeddings.safetensors`` alone (no GNN run; for serving)."""
-    folder = Path(folder)
-    tensors, meta = _read_tensors(folder / "embeddings.safetensors")
-    return HybridScorer(HybridEmbeddings.from_dict(tensors), meta.get("use_mf") == "True",
-                        meta.get("gate", "learned"))
+def load_scorer(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> Mix:
+    """The hybrid as a scorer from ``scorers.safetensors`` alone (no GNN; for serving)."""
+    path = Path(folder) / "scorers.safetensors"
+    if not path.is_file():
+        raise DataError(path, "a file of the run folder; it does not exist")
+    try:
+        return Mix.load(path, device)
+    except (ValueError, KeyError) as err:
+        raise DataError(path, f"a saved mix of scorers ({err})") from None

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch_geometric.typing import EdgeType
 
-from hybridrec.models.hybrid import INTERACTS, REV_INTERACTS
+from hybridrec.graph import INTERACTS, REV_INTERACTS
 
 
 def edge_batches(num_edges: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:

@@ -6,7 +6,7 @@ With no arguments it trains the hybrid on ml-100k (random 8:1:1 split), saves th
 
     python -m hybridrec.train
     python -m hybridrec.train --split cold-items --out runs/cold
-    python -m hybridrec.train --no-kg --no-gate --epochs 20 --set train.lr=0.002
+    python -m hybridrec.train --no-kg --gate --epochs 20 --set train.lr=0.002
     python -m hybridrec.train --config runs/cold/config.json --resume
     python -m hybridrec.train --train-file a.csv --valid-file b.csv --test-file c.csv
 
@@ -41,7 +41,6 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.split import Split
 from hybridrec.device import pick_device
 from hybridrec.pipeline import (
-    candidate_gate_report,
     evaluate_run,
     fit_baselines,
     fit_hybrid,
@@ -76,9 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("text", "text features (ID embeddings instead)"),
                        ("kg", "KG edges (user-item graph only)"),
                        ("mf", "MF branch (GNN score only)"),
-                       ("gate", "learned gate (fixed mix: each scorer weighs the same)"),
                        ("lightgcn", "LightGCN in the MF branch")):
         model.add_argument(f"--no-{name}", action="store_true", help=f"ablation: no {what}")
+    model.add_argument("--gate", action="store_true",
+                       help="learn the gate that mixes the scorers (default: a fixed mix, "
+                            "each scorer weighed alike)")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int, help="maximum epochs (default: 60)")
     train.add_argument("--batch-size", type=int, help="positive pairs per step (default: 4096)")
@@ -148,7 +149,9 @@ def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
     for name in ("hidden_channels", "num_layers", "conv"):
         if name in given:
             model = dataclasses.replace(model, **{name: getattr(args, name)})
-    for name in ("text", "kg", "mf", "gate"):
+    if "gate" in given:
+        model = dataclasses.replace(model, use_gate=True)
+    for name in ("text", "kg", "mf"):
         if f"no_{name}" in given:
             model = dataclasses.replace(model, **{f"use_{name}": False})
     if "no_lightgcn" in given:
@@ -290,23 +293,25 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     t = time.perf_counter()
     fitted = fit_hybrid(config, dataset, split, features, device=device,
                         checkpoint_dir=checkpoint_dir, resume=args.resume)
-    model, graph, scorer, result = fitted.model, fitted.graph, fitted.scorer, fitted.result
+    model, graph, scorer, result = fitted.gnn, fitted.graph, fitted.mix, fitted.result
     timings["train"] = time.perf_counter() - t
 
     # 3. Evaluate and save.
     metrics = evaluate_run(scorer, dataset, split, device)
     metrics["gate"] = gate_report(scorer, split, dataset.num_items)
-    metrics["gate_candidate"] = candidate_gate_report(fitted, split, dataset.num_items)
     info = {"history": result.history, "best_epoch": result.best_epoch,
-            "gate_epoch": result.gate_epoch,
             "best_valid": result.best_score, "stopped_early": result.stopped_early,
+            "lightgcn_epochs": fitted.lightgcn_epochs,
+            "gate": None if fitted.gate is None else {
+                "kept": fitted.gate_kept, "history": fitted.gate[0].history,
+                "fixed_mix_valid": fitted.gate[1], "best_valid": fitted.gate[0].best_score},
             "seconds": {**timings}, "device": str(device),
             "text_model": None if features is None else features.model_id,
             "dataset": dataset.info()}
     ids = {"users": dataset.users, "items": dataset.items, "entities": dataset.entities,
            "relations": dataset.relations}
     timings["total_hybrid"] = time.perf_counter() - started
-    save_run(out, config=config, model=model, graph=graph, split=split, ids=ids, dataset=dataset,
+    save_run(out, config=config, model=model, scorer=scorer, graph=graph, split=split, ids=ids, dataset=dataset,
              metrics=metrics, info=json_ready(info), log_text=buffer.getvalue())
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
@@ -323,17 +328,19 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
           f"{dataset.num_entities} entities); {split.kind} split: {len(split.train)} train, "
           f"{len(split.valid)} valid, {len(split.test)} test")
     print(f"model:  {model}")
-    gate_part = f", gate epoch {result.gate_epoch}" if result.gate_epoch else ""
-    print(f"train:  {len(result.history)} epochs, branches' best epoch {result.best_epoch}"
-          f"{gate_part} (valid {config.train.valid_metric} {result.best_score:.4f}), "
-          f"device {device}")
-    gate, candidate = metrics["gate"], metrics["gate_candidate"]
-    if candidate is not None:
-        print(f"gate:   the learned gate (valid {result.gate_candidate_score:.4f}, epoch "
-              f"{result.gate_candidate_epoch}) did not beat the fixed mix: kept the fixed mix; "
-              "it had learned, by item popularity: " + _gate_text(candidate))
-    elif gate is not None:
-        print("gate:   mean g (weight of the GNN score) by item popularity: " + _gate_text(gate))
+    print(f"mix:    {scorer}")
+    print(f"train:  GNN {len(result.history)} epochs, best epoch {result.best_epoch} (valid "
+          f"{config.train.valid_metric} of the fixed mix {result.best_score:.4f}), device {device}"
+          + (f"; LightGCN {fitted.lightgcn_epochs} epochs" if fitted.lightgcn_epochs else ""))
+    if fitted.gate is not None:
+        gate_fit, fixed = fitted.gate
+        if fitted.gate_kept:
+            print(f"gate:   kept (valid {gate_fit.best_score:.4f} against the fixed mix's "
+                  f"{fixed:.4f}); mean g (weight of the GNN score) by item popularity: "
+                  + _gate_text(metrics["gate"]))
+        else:
+            print(f"gate:   the learned gate did not beat the fixed mix on validation "
+                  f"({fixed:.4f}): kept the fixed mix")
     print("time:   " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
           + f", all {time.perf_counter() - started:.1f}s")
     print(f"saved:  {out}")

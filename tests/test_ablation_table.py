@@ -5,7 +5,8 @@ from benchmarks.registry import REGISTRY, load_extensions
 
 def test_variants_are_registered_and_only_the_full_hybrid_runs_by_default():
     load_extensions()
-    names = ["hybrid", "hybrid_no_text", "hybrid_no_kg", "hybrid_no_mf", "hybrid_no_gate"]
+    names = ["hybrid", "hybrid_no_text", "hybrid_no_kg", "hybrid_no_mf", "hybrid_gate",
+             "hybrid_no_lightgcn"]
     assert all(name in REGISTRY for name in names)
     assert [n for n in names if REGISTRY[n].default] == ["hybrid"]
 

@@ -49,7 +49,7 @@ def test_recommend_known_user_raw_ids_match_the_trained_scorer(rec):
     seen = {rec.item_ids.ids[i] for i in rec._seen[rec.user_ids.index("u01")]}
     assert not seen & set(ranking.item_ids)
     # The same order as the trained scorer's full ranking with seen items masked.
-    scores = rec.run.scorer.score(torch.tensor([rec.user_ids.index("u01")]))[0]
+    scores = rec.run.scorer.score(torch.tensor([rec.user_ids.index("u01")]))[0]  # the Mix
     scores[list(rec._seen[rec.user_ids.index("u01")])] = -float("inf")
     expected = rec.item_ids.to_ids(torch.topk(scores, 5).indices.tolist())
     assert list(ranking.item_ids) == expected
@@ -82,14 +82,15 @@ def test_bad_calls_raise_clear_errors(rec):
 def test_gnn_fold_in_of_a_known_node_equals_the_trained_embedding(rec):
     u = rec.user_ids.index("u03")
     rows = rec._user_rows([rec._history[u]], [u])
-    torch.testing.assert_close(rows["user_gnn"][0], rec._emb.user_gnn[u], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(rows["user_text"][0], rec._emb.user_text[u])
+    trained = rec.mix.towers["gnn"].user[u]  # [z_u, e^gamma t_u]
+    torch.testing.assert_close(rows["gnn"][0], trained, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rows["lightgcn"][0], rec.mix.towers["lightgcn"].user[u])
     # An item, from its in-edges in the training graph.
     gnn, item = rec.model.gnn, 2
     edges = {e: ei[:, ei[1] == item] for e, ei in rec._edges.items() if e[2] == "item"}
     edges = {e: torch.stack([torch.zeros_like(ei[0]), ei[0]]) for e, ei in edges.items()}
     z = gnn.fold_in("item", rec._layers[0]["item"][item:item + 1], edges, rec._layers)
-    torch.testing.assert_close(z[0], rec._emb.item_gnn[item], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(z[0], rec._gnn_items()[item], rtol=1e-5, atol=1e-5)
 
 
 def test_als_fold_in_equals_implicit_recalculate_user():
@@ -136,11 +137,11 @@ def test_add_items_makes_a_new_film_rankable_and_explainable(rec, tmp_path):
     rec.save(tmp_path / "saved")
     again = Recommender.load(tmp_path / "saved")
     assert again.recommend("u01", k=rec.num_items).item_ids == everything
-    torch.testing.assert_close(again._emb.item_gnn, rec._emb.item_gnn)
+    torch.testing.assert_close(again.mix.towers["gnn"].item, rec.mix.towers["gnn"].item)
 
 
 def test_failed_add_items_changes_nothing(rec):
-    before = (rec.num_items, rec._emb.item_gnn.clone())
+    before = (rec.num_items, rec.mix.towers["gnn"].item.clone())
     bad_calls = [
         ([{"item_id": "m15", "year": "1999", "genre": "Drama"}], [], "missing title"),
         ([{**THIEF, "item_id": "m01"}], [], "'m01' is already known"),
@@ -153,7 +154,7 @@ def test_failed_add_items_changes_nothing(rec):
         with pytest.raises(DataError, match=message):
             rec.add_items(rows, triples)
         assert rec.num_items == before[0]
-        assert torch.equal(rec._emb.item_gnn, before[1])
+        assert torch.equal(rec.mix.towers["gnn"].item, before[1])
 
 
 def test_add_interactions_folds_in_without_retraining(rec):

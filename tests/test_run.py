@@ -4,45 +4,49 @@ import json
 import pytest
 import torch
 
-from hybridrec.config import ModelConfig, RunConfig
+from hybridrec.config import ModelConfig, RunConfig, TrainConfig
 from hybridrec.data.errors import DataError
 from hybridrec.data.split import random_split
-from hybridrec.graph import build_graph
-from hybridrec.models import HybridModel, prepare_graph
-from hybridrec.run import FILES, load_embeddings, load_run, save_run
-from hybridrec.pipeline import evaluate_run
-from hybridrec.trainer import fit
+from hybridrec.models import graph_inputs
+from hybridrec.pipeline import evaluate_run, fit_hybrid
+from hybridrec.run import FILES, load_run, load_scorer, save_run
+from hybridrec.text.features import NodeFeatures
+from hybridrec.trainer import TrainedGNN
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def random_features(dataset, dim=8, seed=0):
+    """Random unit text features with half the entities labelled (no encoder needed)."""
+    g = torch.Generator().manual_seed(seed)
+    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)  # noqa: E731
+    has_text = torch.rand(dataset.num_entities, generator=g) > 0.5
+    return NodeFeatures(unit(dataset.num_users), unit(dataset.num_items),
+                        unit(dataset.num_entities) * has_text.unsqueeze(-1), has_text,
+                        ("",) * dataset.num_users, ("",) * dataset.num_items,
+                        ("",) * dataset.num_entities, "random")
 
 
 @pytest.fixture(scope="module")
 def fitted(example_dataset):
     dataset = example_dataset
     split = random_split(dataset, (0.6, 0.2, 0.2), seed=1)
-    g = torch.Generator().manual_seed(0)
-    entity_has_text = torch.rand(dataset.num_entities, generator=g) > 0.5
-    graph = prepare_graph(build_graph(dataset, split.train,
-                                      user_x=torch.randn(dataset.num_users, 8, generator=g),
-                                      item_x=torch.randn(dataset.num_items, 8, generator=g),
-                                      entity_x=torch.randn(dataset.num_entities, 8, generator=g)),
-                          entity_has_text=entity_has_text)
-    config = RunConfig(model=ModelConfig(hidden_channels=8, mf_layers=1, mf_solver="gradient"))
-    torch.manual_seed(0)
-    model = HybridModel.from_config(config.model, graph)
-    fit(model, graph, epochs=2, batch_size=16, num_negatives=4, show_progress=False)
+    config = RunConfig(model=ModelConfig(hidden_channels=8, mf_lightgcn_channels=4,
+                                         mf_lightgcn_epochs=5),
+                       train=TrainConfig(epochs=2, batch_size=16, num_negatives=4,
+                                         valid_metric="ndcg@5", show_progress=False))
+    fit = fit_hybrid(config, dataset, split, random_features(dataset))
     ids = {"users": dataset.users, "items": dataset.items, "entities": dataset.entities,
            "relations": dataset.relations}
-    x = {t: graph[t].x for t in graph.node_types if "x" in graph[t]}
-    scorer = model.scorer(x, dict(graph.edge_index_dict))
-    metrics = evaluate_run(scorer, dataset, split)
-    return dataset, split, graph, config, model, ids, scorer, metrics
+    metrics = evaluate_run(fit.mix, dataset, split)
+    return dataset, split, fit.graph, config, fit.gnn, ids, fit.mix, metrics
 
 
 def _save(fitted, folder):
     dataset, split, graph, config, model, ids, scorer, metrics = fitted
-    return save_run(folder, config=config, model=model, graph=graph, split=split, ids=ids,
+    return save_run(folder, config=config, model=model, scorer=scorer, graph=graph, split=split,
+                    ids=ids,
                     dataset=dataset,
                     metrics=metrics, info={"history": []}, log_text="epoch 1: ...\n")
 
@@ -55,7 +59,7 @@ def test_save_then_load_scores_the_same(fitted, tmp_path):
     run = load_run(folder)
     users = torch.arange(dataset.num_users)
     assert torch.equal(run.scorer.score(users), scorer.score(users))
-    assert torch.equal(load_embeddings(folder).score(users), scorer.score(users))
+    assert torch.equal(load_scorer(folder).score(users), scorer.score(users))
     assert run.config == fitted[3]
     assert run.ids["items"] == dataset.items
     assert (run.split.test.item_index == split.test.item_index).all()
@@ -93,22 +97,11 @@ def test_loading_a_broken_folder_names_the_file(fitted, tmp_path):
         load_run(folder)
 
 
-def test_a_run_with_a_lightgcn_loads_to_the_same_scores(fitted, tmp_path):
-    dataset, split, graph, _, _, ids, _, _ = fitted
-    config = RunConfig(model=ModelConfig(hidden_channels=8, mf_lightgcn_channels=4,
-                                         use_gate=False))
-    torch.manual_seed(0)
-    model = HybridModel.from_config(config.model, graph)
-    g = torch.Generator().manual_seed(2)
-    model.mf.load_lightgcn(torch.randn(dataset.num_users, 4, generator=g),
-                           torch.randn(dataset.num_items, 4, generator=g))
-    x = {t: graph[t].x for t in graph.node_types if "x" in graph[t]}
-    scorer = model.eval().scorer(x, dict(graph.edge_index_dict))
-    folder = save_run(tmp_path / "run", config=config, model=model, graph=graph, split=split,
-                      ids=ids, dataset=dataset, metrics=evaluate_run(scorer, dataset, split), info={},
-                      log_text="")
-    users = torch.arange(dataset.num_users)
-    assert torch.equal(load_run(folder).scorer.score(users), scorer.score(users))
-    served = load_embeddings(folder)
-    assert served.emb.fixed_gate == pytest.approx(1 / 3)
-    assert torch.equal(served.score(users), scorer.score(users))
+def test_the_gnn_weights_reload_to_the_same_tower(fitted, tmp_path):
+    dataset, *_, model, _, scorer, _ = fitted
+    run = load_run(_save(fitted, tmp_path / "run"))
+    for key, value in model.state_dict().items():
+        assert torch.equal(run.model.state_dict()[key], value.cpu()), key
+    tower = TrainedGNN(run.model, *graph_inputs(run.graph)).tower()
+    torch.testing.assert_close(tower.user, scorer.towers["gnn"].user)
+    assert run.scorer.names == ["gnn", "als", "lightgcn"]

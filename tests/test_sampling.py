@@ -1,7 +1,7 @@
 """Samplers: seeded, the right sizes, cold-start masks only warm items, edges dropped both ways."""
 import torch
 
-from hybridrec.models.hybrid import INTERACTS, REV_INTERACTS
+from hybridrec.graph import INTERACTS, REV_INTERACTS
 from hybridrec.sampling import cold_item_mask, drop_interactions, edge_batches, uniform_items
 
 

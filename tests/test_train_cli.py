@@ -29,11 +29,11 @@ def test_trains_saves_and_prints_the_table_with_baselines(tmp_path, capsys):
     printed = capsys.readouterr().out
     for row in ("| hybrid |", "| BPR-MF |", "| ALS |", "| LightGCN |"):
         assert row in printed
-    assert "recall@20" in printed and "gate:" in printed
+    assert "recall@20" in printed and "mix:    Mix(gnn 0.333, als 0.333, lightgcn 0.333" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"test", "valid", "gate"} <= set(metrics)
     assert {"recall@10", "ndcg@10", "by_popularity", "cold"} <= set(metrics["test"])
-    assert set(metrics["gate"]) == {"head", "torso", "tail", "cold"}
+    assert metrics["gate"] is None  # the fixed mix by default
     config = RunConfig.load(out / "config.json")
     assert config.data.ratios == (0.6, 0.2, 0.2) and config.train.epochs == 2
     assert config.data.options["kg"] == f"{EXAMPLES}/graph.ttl"
@@ -43,13 +43,24 @@ def test_trains_saves_and_prints_the_table_with_baselines(tmp_path, capsys):
 
 def test_ablation_flags_reach_the_config_and_the_model(tmp_path):
     out = tmp_path / "ablated"
-    assert main(DATA + SMALL + ["--no-text", "--no-kg", "--no-mf", "--no-gate", "--no-baselines",
+    assert main(DATA + SMALL + ["--no-text", "--no-kg", "--no-mf", "--no-baselines",
                                 "--out", str(out)]) == 0
     run = load_run(out)
     model = run.config.model
     assert (model.use_text, model.use_kg, model.use_mf, model.use_gate) == (False,) * 4
-    assert run.model.mf is None and run.graph.node_types == ["user", "item"]
+    assert run.scorer.names == ["gnn"] and run.graph.node_types == ["user", "item"]
     assert run.metrics["gate"] is None
+
+
+def test_the_learned_gate_is_an_opt_in_last_stage(tmp_path, capsys):
+    out = tmp_path / "gated"
+    assert main(DATA + SMALL + ["--gate", "--no-baselines", "--out", str(out)]) == 0
+    assert "gate:" in capsys.readouterr().out
+    run = load_run(out)
+    assert run.config.model.use_gate is True
+    info = json.loads((out / "run.json").read_text())["gate"]
+    assert info["kept"] == (run.scorer.gate is not None)
+    assert (run.metrics["gate"] is None) == (not info["kept"])
 
 
 def test_config_file_then_flags_then_set(tmp_path):
@@ -65,7 +76,7 @@ def test_config_file_then_flags_then_set(tmp_path):
     config = RunConfig.load(out / "config.json")
     assert config.model.hidden_channels == 8 and config.model.use_kg is False  # from the file
     assert config.train.epochs == 1 and config.train.lr == 0.02  # flag, then --set
-    assert config.model.mf_lightgcn_channels == 0 and load_run(out).model.mf.lightgcn() is None
+    assert config.model.mf_lightgcn_channels == 0 and load_run(out).scorer.names == ["gnn", "als"]
 
 
 def test_user_supplied_split_files(tmp_path):
@@ -94,7 +105,6 @@ def test_cold_item_split_reports_cold_ranking_and_text_only(tmp_path, capsys):
     assert "| text-only |" in printed and "cold recall@20 (cold only)" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_cold_only"]["item_subset"] == "cold"
-    assert metrics["gate"]["cold"] is not None
 
 
 @pytest.mark.parametrize("argv, message", [

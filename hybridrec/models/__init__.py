@@ -1,14 +1,12 @@
-"""The hybrid model and its parts."""
+"""The hybrid's parts: the GNN scorer, the gate and the mix of scorers."""
 from hybridrec.models.gate import ScoreGate
 from hybridrec.models.gnn import HeteroGNN, RelationalLayer, RelationalPlan, RelationalPlanner
-from hybridrec.models.hybrid import (INTERACTS, REV_INTERACTS, HybridEmbeddings, HybridModel,
-                                     HybridScorer, ScoreParts)
+from hybridrec.models.gnn_scorer import GNNScorer
 from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
-from hybridrec.models.mf import MatrixFactorization
+from hybridrec.models.mix import Mix, Tower
 from hybridrec.models.prepare import graph_inputs, prepare_graph
 
 __all__ = [
-    "INTERACTS", "REV_INTERACTS", "HeteroGNN", "HybridEmbeddings", "HybridModel", "HybridScorer",
-    "MatrixFactorization", "RelationalLayer", "RelationalPlan", "ScoreGate", "ScoreParts",
-    "RelationalPlanner", "bpr_loss", "graph_inputs", "prepare_graph", "sampled_softmax_loss",
+    "GNNScorer", "HeteroGNN", "Mix", "RelationalLayer", "RelationalPlan", "RelationalPlanner",
+    "ScoreGate", "Tower", "bpr_loss", "graph_inputs", "prepare_graph", "sampled_softmax_loss",
 ]

@@ -21,7 +21,7 @@ class ScoreGate(torch.nn.Module):
     MF embeddings (detached: the gate reads the branches, it does not reshape them). The sum
     form keeps full ranking cheap: a :math:`(B, I)` gate is one broadcast add. The scores
     :math:`\tilde s` it mixes are each branch's scores standardised per user over the catalogue
-    (see :class:`~hybridrec.models.HybridModel`), so :math:`g` weighs the branches on one
+    (see :class:`~hybridrec.models.Mix`), so :math:`g` weighs the branches on one
     scale. A fresh gate is the fixed mix, :math:`g = g_0` (zero output layers plus the constant
     :math:`\operatorname{logit} g_0` in :math:`\phi_I`), and it carries the temperature of its
     own training loss (:meth:`temperature`).

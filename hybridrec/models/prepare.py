@@ -1,4 +1,4 @@
-"""The training graph as the hybrid model sees it: ablations applied, dead weight removed."""
+"""The training graph as the GNN scorer sees it: ablations applied, dead weight removed."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from hybridrec.models.hybrid import INTERACTS, REV_INTERACTS
+from hybridrec.graph import INTERACTS, REV_INTERACTS
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 def graph_inputs(data: HeteroData, device: torch.device | str | None = None,
                  ) -> tuple[dict[str, Tensor], dict[tuple[str, str, str], Tensor]]:
     """The ``x_dict`` and ``edge_index_dict`` of a prepared graph, on ``device``: what
-    :meth:`~hybridrec.models.HybridModel.embed` and ``scorer`` read."""
+    :meth:`~hybridrec.models.GNNScorer.embed` reads."""
     x_dict = {t: data[t].x.to(device) for t in data.node_types if "x" in data[t]}
     return x_dict, {e: v.to(device) for e, v in data.edge_index_dict.items()}
 
@@ -28,7 +28,7 @@ def prepare_graph(
     use_kg: bool = True,
     prune_leaf_entities: bool = True,
 ) -> HeteroData:
-    """A copy of ``data`` ready for :class:`~hybridrec.models.HybridModel`.
+    """A copy of ``data`` ready for :class:`~hybridrec.models.GNNScorer`.
 
     1. ``use_text=False`` drops every ``x`` (all nodes then get ID embeddings).
     2. ``use_kg=False`` keeps only the user–item edges and the user and item nodes.

@@ -3,7 +3,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from hybridrec.models import prepare_graph
-from hybridrec.models.hybrid import INTERACTS, REV_INTERACTS
+from hybridrec.graph import INTERACTS, REV_INTERACTS
 
 
 def _data() -> HeteroData:

@@ -1,0 +1,84 @@
+"""The hybrid is a scorer like every baseline: the whole training story (ALS, LightGCN, the
+GNN, the mix) on the checkerboard passes ScorerContract."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hybridrec.config import ModelConfig, RunConfig, TrainConfig
+from hybridrec.data.dataset import Dataset
+from hybridrec.data.idmap import IdMap
+from hybridrec.models import Mix
+from hybridrec.pipeline import fit_hybrid
+from hybridrec.testing import Checkerboard, ScorerContract
+from hybridrec.text.features import NodeFeatures
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def board_data(board: Checkerboard) -> tuple[Dataset, NodeFeatures]:
+    """The checkerboard as a data set, its text-like embeddings as features."""
+    n = board.n
+    dataset = Dataset("checkerboard", IdMap(f"u{i}" for i in range(n)),
+                      IdMap(f"i{i}" for i in range(n)), board.train)
+    dim = board.item_embeddings.size(1)
+    features = NodeFeatures(board.user_embeddings.float(), board.item_embeddings.float(),
+                            torch.zeros(0, dim), torch.zeros(0, dtype=torch.bool),
+                            ("",) * n, ("",) * n, (), "checkerboard")
+    return dataset, features
+
+
+class TestHybrid(ScorerContract):
+    def make_scorer(self, device):
+        return RunConfig(model=ModelConfig(hidden_channels=8, mf_channels=8,
+                                           mf_lightgcn_channels=8, mf_lightgcn_epochs=20),
+                         train=TrainConfig(epochs=5, batch_size=64, num_negatives=20,
+                                           valid_metric="ndcg@5", device=device,
+                                           show_progress=False))
+
+    def fit(self, config, board):
+        dataset, features = board_data(board)
+        split = dataclasses.replace(board.split, valid=board.split.test)  # early stopping
+        return fit_hybrid(config, dataset, split, features).mix
+
+    def save(self, scorer, path):
+        scorer.save(path)
+
+    def load(self, path, device):
+        return Mix.load(path, device)
+
+
+def test_the_story_fits_each_scorer_once_and_mixes_them(tmp_path):
+    from hybridrec.testing import checkerboard
+
+    board = checkerboard(12)
+    dataset, features = board_data(board)
+    config = TestHybrid().make_scorer("cpu")
+    split = dataclasses.replace(board.split, valid=board.split.test)
+    fit = fit_hybrid(config, dataset, split, features, checkpoint_dir=tmp_path)
+    assert fit.mix.names == ["gnn", "als", "lightgcn"] and fit.gate is None
+    assert 1 <= fit.result.best_epoch <= 5 and 1 <= fit.lightgcn_epochs <= 20
+    # The fitted CF scorers are kept beside the GNN's checkpoint, so a resume does not refit.
+    assert {p.name for p in tmp_path.iterdir()} >= {"als", "lightgcn", "checkpoint.safetensors"}
+    again = fit_hybrid(config, dataset, split, features, checkpoint_dir=tmp_path, resume=True)
+    users = torch.arange(board.n)
+    torch.testing.assert_close(again.mix.score(users), fit.mix.score(users))
+
+
+def test_with_the_gate_the_held_out_pairs_train_it_and_every_pair_refits_the_cf_side():
+    from hybridrec.testing import checkerboard
+
+    board = checkerboard(12)
+    dataset, features = board_data(board)
+    config = TestHybrid().make_scorer("cpu")
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, use_gate=True),
+                                 train=dataclasses.replace(config.train, gate_holdout=0.2,
+                                                           gate_epochs=2))
+    split = dataclasses.replace(board.split, valid=board.split.test)
+    fit = fit_hybrid(config, dataset, split, features)
+    history, fixed = fit.gate
+    assert len(history.history) >= 1 and np.isfinite(fixed)
+    assert (fit.mix.gate is not None) == fit.gate_kept
+    # The final degrees count every training pair, not only the scorers' 80 %.
+    assert int(fit.mix.item_degree.sum()) == len(board.train)
