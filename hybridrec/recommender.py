@@ -177,6 +177,7 @@ class Recommender:
         self._entity_index = _prepared_entity_index(graph, self.dataset.num_entities)
         self._relation_names = list(relation_names(self.dataset.relations))
         self._entity_items = {int(e): int(i) for i, e in self.dataset.item_entity}
+        self._edge_aliases = dict(getattr(graph, "edge_aliases", None) or {})
         self._updates: dict[str, list] = {"items": [], "interactions": []}
         self._added_x: list[Tensor] = []
         self._encoder = None
@@ -665,6 +666,7 @@ class Recommender:
         forward = ("item", name, other_type) if outgoing else (other_type, name, "item")
         edge_type = reverse_edge_type(forward) if outgoing else forward
         facts[row].append((rel, fact_node, not outgoing))
+        edge_type = self._edge_aliases.get(edge_type, edge_type)
         if edge_type not in self.model.gnn.edge_types:
             skipped.append(f"{relation} -> {raw}: edge type {edge_type} not in the model")
             return

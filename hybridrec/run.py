@@ -135,8 +135,10 @@ def graph_tensors(data: HeteroData) -> tuple[dict[str, Tensor], dict[str, Tensor
 def graph_metadata(data: HeteroData) -> dict[str, str]:
     """The node and edge type order (which the model's relation weights follow), as
     safetensors metadata."""
+    aliases = getattr(data, "edge_aliases", None) or {}
     return {"node_types": json.dumps(list(data.node_types)),
-            "edge_types": json.dumps([list(e) for e in data.edge_types])}
+            "edge_types": json.dumps([list(e) for e in data.edge_types]),
+            "edge_aliases": json.dumps([[list(e), list(t)] for e, t in aliases.items()])}
 
 
 def graph_from_tensors(features: dict[str, Tensor], graph: dict[str, Tensor],
@@ -153,6 +155,8 @@ def graph_from_tensors(features: dict[str, Tensor], graph: dict[str, Tensor],
         data["entity"].n_id = graph["entity.n_id"]
     for e in json.loads(metadata["edge_types"]):
         data[tuple(e)].edge_index = graph[_edge_key(tuple(e))]
+    data.edge_aliases = {tuple(e): tuple(t)
+                         for e, t in json.loads(metadata.get("edge_aliases", "[]"))}
     return data
 
 

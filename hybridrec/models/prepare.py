@@ -34,7 +34,8 @@ def prepare_graph(
     2. ``use_kg=False`` keeps only the user–item edges and the user and item nodes.
     3. Edge types whose edges repeat another type's exactly (a KG that states both
        ``film.genre`` and its inverse ``genre.films`` yields the same item -> entity pairs
-       twice) are dropped: they double the cost and add nothing.
+       twice) are dropped: they double the cost and add nothing. ``data.edge_aliases`` maps
+       each dropped type to its kept twin.
     4. ``prune_leaf_entities`` removes entities with fewer than two distinct neighbours: a leaf
        carries no signal between nodes (on ml-100k, 21k of the 34k Freebase entities), and the
        entities merged into items are isolated anyway. Entity nodes are renumbered; their
@@ -52,10 +53,14 @@ def prepare_graph(
                   if use_kg or e in (INTERACTS, REV_INTERACTS)]
     # 3. Identical edge sets between the same node types.
     unique: list[tuple[str, str, str]] = []
+    aliases: dict[tuple[str, str, str], tuple[str, str, str]] = {}
     for e in edge_types:
         ei = data[e].edge_index
-        if any(u[0] == e[0] and u[2] == e[2] and data[u].edge_index.shape == ei.shape
-               and torch.equal(data[u].edge_index, ei) for u in unique):
+        twin = next((u for u in unique if u[0] == e[0] and u[2] == e[2]
+                     and data[u].edge_index.shape == ei.shape
+                     and torch.equal(data[u].edge_index, ei)), None)
+        if twin is not None:
+            aliases[e] = twin
             continue
         unique.append(e)
     dropped = len(edge_types) - len(unique)
@@ -109,6 +114,9 @@ def prepare_graph(
             ei = ei[:, (ei >= 0).all(0)]
         if ei.size(1):
             out[e].edge_index = ei
+    # A dropped duplicate names its kept twin: an edge of the dropped type (an item added
+    # later, say) travels on the twin's.
+    out.edge_aliases = {e: t for e, t in aliases.items() if t in out.edge_types}
     log.info("Prepared graph: %d edge types (%d duplicates dropped), %s entities kept, %d edges",
              len(out.edge_types), dropped, "no" if n_id is None else len(n_id),
              sum(int(v.size(1)) for v in out.edge_index_dict.values()))

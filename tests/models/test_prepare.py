@@ -29,6 +29,9 @@ def test_duplicates_and_leaves_are_dropped_and_entities_renumbered():
     out = prepare_graph(data, entity_has_text=has_text)
     assert ("item", "rev_genre_films", "entity") not in out.edge_types
     assert ("entity", "genre_films", "item") not in out.edge_types
+    # Each dropped duplicate names its kept twin (items added later travel on it).
+    assert out.edge_aliases == {("item", "rev_genre_films", "entity"): ("item", "genre", "entity"),
+                                ("entity", "genre_films", "item"): ("entity", "rev_genre", "item")}
     assert out["entity"].num_nodes == 1 and out["entity"].n_id.tolist() == [1]
     assert out["item", "genre", "entity"].edge_index.tolist() == [[0, 2], [0, 0]]
     assert out["entity"].has_text.tolist() == [True]
