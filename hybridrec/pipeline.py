@@ -134,6 +134,9 @@ def fit_hybrid(
                           use_text=model_cfg.use_text, use_kg=model_cfg.use_kg,
                           prune_leaf_entities=model_cfg.prune_leaf_entities)
     generator = seed_everything(train_cfg.seed)
+    # Built first, so that its initial weights depend on the seed alone, not on which other
+    # scorers were fitted before it (ablations then start the GNN from the same weights).
+    gnn = GNNScorer.from_config(model_cfg, graph)
     num_users, num_items = dataset.num_users, dataset.num_items
     every_pair = graph[INTERACTS].edge_index
     metric = _validation_metric(dataset, split, train_cfg.valid_metric, device)
@@ -163,8 +166,6 @@ def fit_hybrid(
     item_degree = degree(fit_pairs[1], num_items)
 
     # 4. The GNN scorer, early-stopped on the fixed mix.
-    gnn = GNNScorer.from_config(model_cfg, graph)
-
     def mix_with(gnn_tower: Tower, gate: ScoreGate | None = None) -> Mix:
         return Mix({"gnn": gnn_tower, **towers}, user_degree.to(device), item_degree.to(device),
                    gate=gate).to(device)
