@@ -212,6 +212,10 @@ def _validation_metric(dataset: Dataset, split: Split, name: str,
         log.warning("The split has no validation part: training without early stopping")
         return None
     k = int(name.rsplit("@", 1)[1]) if "@" in name else 20
+    if k > dataset.num_items:  # A catalogue smaller than the cut-off: rank all of it.
+        log.info("valid_metric %s on %d items: using @%d", name, dataset.num_items,
+                 dataset.num_items)
+        k, name = dataset.num_items, f"{name.rsplit('@', 1)[0]}@{dataset.num_items}"
     run = functools.partial(evaluate, data=dataset, split=split, part="valid", ks=(k,),
                             device=device)
 

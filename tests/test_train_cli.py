@@ -125,3 +125,12 @@ def test_resume_refuses_changed_settings(tmp_path):
     RunConfig.from_dict({"train": {"lr": 0.5}}).save(checkpoint / "config.json")
     with pytest.raises(DataError, match="--resume with changed .*train.lr"):
         main(DATA + SMALL + ["--no-text", "--no-baselines", "--resume", "--out", str(out)])
+
+
+def test_a_catalogue_smaller_than_the_cut_off_trains_with_the_default_metric(tmp_path):
+    # ndcg@20 on 13 items: early stopping ranks the whole catalogue instead of failing.
+    out = tmp_path / "small"
+    assert main(DATA + ["--epochs", "1", "--quiet", "--no-baselines", "--set",
+                        "model.hidden_channels=8", "--set", "model.mf_lightgcn_epochs=5",
+                        "--out", str(out)]) == 0
+    assert load_run(out).config.train.valid_metric == "ndcg@20"
