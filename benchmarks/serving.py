@@ -119,14 +119,19 @@ def genre_share(rec) -> dict:
             "sentences_with_7_or_more": sum(v >= 7 for v in shares.values())}
 
 
-def _cold_recall(rec, split_test, cold_ids: list[str], k: int = 20) -> float:
-    """Mean Recall@k over test users with held-out test items, ranking among them only."""
-    truth: dict[str, set[str]] = {}
-    for u, i in split_test:
-        if i in cold_ids:
+def _cold_truth(test: list[tuple[str, str]], cold: list[str]) -> dict[str, set[str]]:
+    """Test user -> its held-out test items."""
+    held, truth = set(cold), {}
+    for u, i in test:
+        if i in held:
             truth.setdefault(u, set()).add(i)
+    return truth
+
+
+def _cold_recall(rec, test: list[tuple[str, str]], cold_ids: list[str], k: int = 20) -> float:
+    """Mean Recall@k over test users with held-out test items, ranking among them only."""
     recalls = []
-    for user, items in truth.items():
+    for user, items in _cold_truth(test, cold_ids).items():
         # Held-out items are never training items; the test pairs are "seen" by the data.
         top = rec.recommend(user, k=k, candidates=cold_ids, exclude_seen=False).item_ids
         recalls.append(len(items & set(top)) / min(len(items), k))
@@ -170,16 +175,13 @@ def cold_items(seed: int) -> dict:
 
 def _text_only_recall(rec, test, cold: list[str], k: int = 20) -> float:
     """Text-only: the text channel alone (history profile against centred item texts)."""
-    truth: dict[str, set[str]] = {}
-    for u, i in test:
-        if i in cold:
-            truth.setdefault(u, set()).add(i)
     cold_index = torch.tensor([rec.item_ids.index(i) for i in cold])
-    items = rec._emb.item_text[cold_index]
+    text = rec._text_columns
+    items = rec.mix.towers["gnn"].item[cold_index][:, text]
     recalls = []
-    for user, relevant in truth.items():
+    for user, relevant in _cold_truth(test, cold).items():
         u = rec.user_ids.index(user)
-        scores = items @ rec._emb.user_text[u]
+        scores = items @ rec.mix.towers["gnn"].user[u, text]
         top = {cold[j] for j in torch.topk(scores, min(k, len(cold))).indices.tolist()}
         recalls.append(len(relevant & top) / min(len(relevant), k))
     return float(np.mean(recalls))

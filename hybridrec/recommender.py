@@ -205,7 +205,8 @@ class Recommender:
                "relations": dataset.relations}
         with tempfile.TemporaryDirectory() as tmp:
             folder = save_run(Path(tmp) / "run", config=config, model=fitted.gnn,
-                              scorer=fitted.mix, graph=fitted.graph, split=split, ids=ids, dataset=dataset,
+                              scorer=fitted.mix, graph=fitted.graph, split=split, ids=ids,
+                              dataset=dataset,
                               metrics=metrics, info={"best_epoch": fitted.result.best_epoch})
             return cls.load(folder)
 
@@ -259,7 +260,8 @@ class Recommender:
     def _item_index(self, item_id: str, what: str = "item") -> int:
         index = self.item_ids.get(str(item_id))
         if index < 0:
-            raise UnknownIdError(f"unknown {what} {item_id!r}: not in the data nor added by add_items")
+            raise UnknownIdError(f"unknown {what} {item_id!r}: not in the data nor added by "
+                                 "add_items")
         return index
 
     def _items(self, item_ids: Iterable[str], what: str) -> list[int]:

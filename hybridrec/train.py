@@ -311,7 +311,8 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     ids = {"users": dataset.users, "items": dataset.items, "entities": dataset.entities,
            "relations": dataset.relations}
     timings["total_hybrid"] = time.perf_counter() - started
-    save_run(out, config=config, model=model, scorer=scorer, graph=graph, split=split, ids=ids, dataset=dataset,
+    save_run(out, config=config, model=model, scorer=scorer, graph=graph, split=split, ids=ids,
+             dataset=dataset,
              metrics=metrics, info=json_ready(info), log_text=buffer.getvalue())
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
 

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def random_features(dataset, dim=8, seed=0):
     """Random unit text features with half the entities labelled (no encoder needed)."""
     g = torch.Generator().manual_seed(seed)
-    unit = lambda n: torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)  # noqa: E731
+
+    def unit(n):
+        return torch.nn.functional.normalize(torch.randn(n, dim, generator=g), dim=-1)
+
     has_text = torch.rand(dataset.num_entities, generator=g) > 0.5
     return NodeFeatures(unit(dataset.num_users), unit(dataset.num_items),
                         unit(dataset.num_entities) * has_text.unsqueeze(-1), has_text,
