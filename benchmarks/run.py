@@ -52,7 +52,7 @@ from hybridrec.data.dataset import Dataset  # noqa: E402
 from hybridrec.data.errors import DataError  # noqa: E402
 from hybridrec.data.split import Split  # noqa: E402
 from hybridrec.device import pick_device  # noqa: E402
-from hybridrec.evaluate import evaluate  # noqa: E402
+from hybridrec.evaluation import evaluate  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ _EXPORTS = {
     "fit": "hybridrec.recommender",
     "load": "hybridrec.recommender",
     "RunConfig": "hybridrec.config",
+    "evaluate": "hybridrec.evaluation",
     "build_graph": "hybridrec.graph",
     "to_networkx": "hybridrec.graph",
     "pick_device": "hybridrec.device",

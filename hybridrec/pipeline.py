@@ -26,7 +26,7 @@ from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.data.split import Split, make_split, split_from_files
 from hybridrec.device import pick_device, seed_everything
-from hybridrec.evaluate import bucket_names, evaluate, item_popularity_buckets
+from hybridrec.evaluation import bucket_names, evaluate, item_popularity_buckets
 from hybridrec.graph import build_graph
 from hybridrec.graph import INTERACTS, REV_INTERACTS
 from hybridrec.models.gate import ScoreGate

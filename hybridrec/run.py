@@ -20,7 +20,7 @@ A run folder holds:
 * ``updates.json`` + ``updates.safetensors`` (only after updates): the items and interactions
   a :class:`~hybridrec.Recommender` added after training, replayed on load;
 * ``metrics.json``: ``{"test": {...}, "valid": {...}, ...}`` from
-  :func:`hybridrec.evaluate.evaluate` (lower-case ``recall@20``; popularity and cold
+  :func:`hybridrec.evaluation.evaluate` (lower-case ``recall@20``; popularity and cold
   breakdowns inside), plus ``"gate"`` (mean gate per popularity bucket and for cold items) and
   ``"gate_candidate"`` (the same for a trained gate that validation turned down, else null);
 * ``run.json``: format, history, timings, library versions;

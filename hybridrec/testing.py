@@ -24,7 +24,7 @@ import torch
 from hybridrec.baselines.base import BaseScorer
 from hybridrec.data.dataset import Interactions
 from hybridrec.data.split import Split
-from hybridrec.evaluate import evaluate, recommend_topk
+from hybridrec.evaluation import evaluate, recommend_topk
 from hybridrec.scoring import Scorer, UserItems
 
 

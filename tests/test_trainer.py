@@ -8,7 +8,7 @@ import torch
 
 from hybridrec.config import ModelConfig
 from hybridrec.data.split import random_split
-from hybridrec.evaluate import evaluate
+from hybridrec.evaluation import evaluate
 from hybridrec.graph import INTERACTS, build_graph
 from hybridrec.models import GNNScorer, Mix, ScoreGate, Tower, prepare_graph
 from hybridrec.trainer import (

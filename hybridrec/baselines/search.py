@@ -20,7 +20,7 @@ from torch import Tensor
 from hybridrec.baselines.base import BaseScorer, Callback
 from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.split import Split
-from hybridrec.evaluate import evaluate
+from hybridrec.evaluation import evaluate
 from hybridrec.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,9 @@ def validation_metric(
     """``scorer -> metric`` on the validation part, with the one evaluator.
 
     Args:
-        data / split: as for :func:`~hybridrec.evaluate.evaluate`.
+        data / split: as for :func:`~hybridrec.evaluation.evaluate`.
         metric: a key of its result (default: ``"ndcg@20"``).
-        **kwargs: more :func:`~hybridrec.evaluate.evaluate` arguments (``ks`` is derived).
+        **kwargs: more :func:`~hybridrec.evaluation.evaluate` arguments (``ks`` is derived).
     """
     k = int(metric.split("@")[1]) if "@" in metric else 20
     ks = sorted({k, *kwargs.pop("ks", ())})

@@ -7,7 +7,7 @@ import torch
 from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.idmap import IdMap
 from hybridrec.data.split import Split
-from hybridrec.evaluate import bucket_names, evaluate, item_popularity_buckets, recommend_topk
+from hybridrec.evaluation import bucket_names, evaluate, item_popularity_buckets, recommend_topk
 from hybridrec.scoring import UserItems
 
 
@@ -288,7 +288,7 @@ def test_cuda_matches_cpu():
 def test_ties_are_broken_per_user_by_seeded_keys():
     # A constant scorer cannot tell items apart: each user gets the allowed items in the order
     # of their own hash keys, not the lowest item indices.
-    from hybridrec.evaluate import tie_keys
+    from hybridrec.evaluation import tie_keys
 
     shape, split, _ = _random_split(seed=21)
     flat = np.zeros(shape)
@@ -304,7 +304,7 @@ def test_ties_are_broken_per_user_by_seeded_keys():
 
 
 def test_tie_keys_only_order_equal_scores():
-    from hybridrec.evaluate import topk_stable
+    from hybridrec.evaluation import topk_stable
 
     scores = torch.tensor([[3.0, 1.0, 1.0, 1.0, 0.0, 2.0]])
     key = torch.tensor([[0.9, 0.5, 0.1, 0.3, 0.0, 0.2]])
@@ -318,7 +318,7 @@ def test_tie_keys_only_order_equal_scores():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_topk_stable_matches_a_stable_full_sort(seed):
-    from hybridrec.evaluate import topk_stable
+    from hybridrec.evaluation import topk_stable
 
     gen = torch.Generator().manual_seed(seed)
     scores = torch.randint(0, 4, (30, 25), generator=gen).float()  # many ties
