@@ -38,6 +38,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,16 @@ from hybridrec.data.idmap import IdMap
 from hybridrec.data.split import Split
 from hybridrec.data.store import read_dataset, write_dataset
 from hybridrec.models.gnn_scorer import GNNScorer
+from hybridrec.graph import INTERACTS
+from hybridrec.models.mix import FORMAT as MIX_FORMAT
 from hybridrec.models.mix import Mix
-from hybridrec.tensor_files import read_tensors
+from hybridrec.tensor_files import (
+    DTYPE_NAMES,
+    Header,
+    check_finite,
+    check_layout,
+    read_tensors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,8 @@ FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safe
          "scorers.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
          "train.log", "dataset.json", "dataset.safetensors")
 UPDATE_FILES = ("updates.json", "updates.safetensors")
+ID_MAPS = ("users", "items", "entities", "relations")
+EdgeType = tuple[str, str, str]
 
 
 @dataclass
@@ -265,14 +276,25 @@ def save_run(
     return folder
 
 
-def _read_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
-    if not path.is_file():
+def _read_tensors(path: Path, check: Callable[[Header], object] | None = None,
+                  finite: bool = True) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """A safetensors file of the run: validated, of this format, names and shapes checked by
+    ``check`` before anything is allocated, floats finite."""
+    if not path.exists():
         raise DataError(path, "a file of the run folder; it does not exist (an unfinished or "
                               "foreign folder?)")
-    tensors, metadata = read_tensors(path)
-    if metadata.get("format") != FORMAT:
-        raise DataError(path, f"format {FORMAT!r}, got {metadata.get('format')!r}",
-                        field="format")
+
+    def checked(header: Header) -> None:
+        found = header.metadata.get("format")
+        if found != FORMAT:
+            raise DataError(path, f"format {FORMAT!r}, got {str(found)[:80]!r}", field="format",
+                            field_kind="field")
+        if check is not None:
+            check(header)
+
+    tensors, metadata = read_tensors(path, checked)
+    if finite:
+        check_finite(path, tensors)
     return tensors, metadata
 
 
@@ -283,62 +305,371 @@ def _read_json(path: Path) -> Any:
         raise DataError(path, "a file of the run folder; it does not exist") from None
     except json.JSONDecodeError as err:
         raise DataError(path, f"valid JSON ({err.msg})", line=err.lineno) from None
+    except (UnicodeDecodeError, RecursionError):
+        raise DataError(path, "valid UTF-8 JSON") from None
+
+
+def _json_meta(header: Header, key: str) -> Any:
+    """A JSON value of the file's metadata."""
+    try:
+        return json.loads(header.metadata[key])
+    except KeyError:
+        raise DataError(header.path, "metadata holding this key; it is missing", field=key,
+                        field_kind="metadata") from None
+    except (ValueError, RecursionError):
+        raise DataError(header.path, "a JSON value", field=key, field_kind="metadata") from None
+
+
+def _is_str_list(value: Any, length: int | None = None) -> bool:
+    return (isinstance(value, list) and all(isinstance(v, str) for v in value)
+            and (length is None or len(value) == length))
+
+
+def _read_ids(path: Path) -> dict[str, IdMap]:
+    raw = _read_json(path)
+    if not isinstance(raw, dict):
+        raise DataError(path, "a JSON object of id lists")
+    ids = {}
+    for name in ID_MAPS:
+        if not _is_str_list(raw.get(name)):
+            raise DataError(path, "a list of string ids", field=name, field_kind="key")
+        try:
+            ids[name] = IdMap(raw[name])
+        except ValueError as err:
+            raise DataError(path, f"unique ids ({err})", field=name, field_kind="key") from None
+    return ids
+
+
+def _read_config(path: Path) -> RunConfig:
+    try:
+        config = RunConfig.load(path)
+    except FileNotFoundError:
+        raise DataError(path, "a file of the run folder; it does not exist") from None
+    except (ValueError, RecursionError) as err:
+        raise DataError(path, str(err) if isinstance(err, ValueError) else "valid JSON") \
+            from None
+    model = config.model
+    # Building the model's skeleton takes time in proportion to these (its weights' shapes
+    # are then checked against the file); the bounds are far above any trained setting.
+    for name, value, low, high in (("hidden_channels", model.hidden_channels, 1, 2**16),
+                                   ("num_layers", model.num_layers, 0, 64)):
+        if not low <= value <= high:
+            raise DataError(path, f"an integer in [{low}, {high}], got {value}",
+                            field=f"model.{name}", field_kind="key")
+    return config
+
+
+def _graph_types(header: Header) -> tuple[list[str], list[EdgeType], dict[EdgeType, EdgeType]]:
+    """Node types, edge types and edge aliases of ``graph.safetensors``' metadata, checked."""
+    node_types = _json_meta(header, "node_types")
+    if (not _is_str_list(node_types) or len(set(node_types)) != len(node_types)
+            or not {"user", "item"} <= set(node_types) <= {"user", "item", "entity"}):
+        raise DataError(header.path, "node types user, item and optionally entity, got "
+                        f"{str(node_types)[:120]}", field="node_types", field_kind="metadata")
+    edge_types = _json_meta(header, "edge_types")
+    valid = (isinstance(edge_types, list)
+             and all(_is_str_list(e, 3) and e[0] in node_types and e[2] in node_types
+                     and e[1] and "." not in e[1] for e in edge_types))
+    if not valid or len({tuple(e) for e in edge_types}) != len(edge_types) \
+            or list(INTERACTS) not in edge_types:
+        raise DataError(header.path, "distinct [source, relation, target] edge types between "
+                        "its node types, user-interacts-item among them", field="edge_types",
+                        field_kind="metadata")
+    edges = [tuple(e) for e in edge_types]
+    aliases = _json_meta(header, "edge_aliases") if "edge_aliases" in header.metadata else []
+    if not isinstance(aliases, list) or not all(
+            isinstance(a, list) and len(a) == 2 and _is_str_list(a[0], 3)
+            and _is_str_list(a[1], 3) and tuple(a[1]) in edges for a in aliases):
+        raise DataError(header.path, "pairs [dropped edge type, kept edge type]",
+                        field="edge_aliases", field_kind="metadata")
+    return list(node_types), edges, {tuple(a): tuple(t) for a, t in aliases}
+
+
+def _in_range(path: Path, name: str, values: Tensor, high: int, what: str) -> None:
+    if values.numel() and (int(values.min()) < 0 or int(values.max()) >= high):
+        raise DataError(path, f"{what} in [0, {high}), got values in [{int(values.min())}, "
+                              f"{int(values.max())}]", field=name, field_kind="tensor")
+
+
+def _read_graph(folder: Path, ids: dict[str, IdMap]) -> HeteroData:
+    """``graph.safetensors`` and ``features.safetensors``: types, counts, edge ends in range."""
+    path = folder / "graph.safetensors"
+    types: list = []
+
+    def check(header: Header) -> None:
+        node_types, edge_types, aliases = _graph_types(header)
+        types[:] = [node_types, edge_types, aliases]
+        expected = {f"num_nodes.{t}": ("I64", (1,)) for t in node_types}
+        expected.update({_edge_key(e): ("I64", (2, None)) for e in edge_types})
+        if "entity" in node_types:
+            expected["entity.n_id"] = ("I64", (None,))
+        check_layout(header, expected)
+
+    edges, metadata = _read_tensors(path, check)
+    node_types, edge_types, _ = types
+    counts = {"user": len(ids["users"]), "item": len(ids["items"])}
+    if "entity" in node_types:
+        n_id = edges["entity.n_id"]
+        counts["entity"] = len(n_id)
+        _in_range(path, "entity.n_id", n_id, len(ids["entities"]), "entity indices")
+    for t in node_types:
+        if int(edges[f"num_nodes.{t}"][0]) != counts[t]:
+            raise DataError(path, f"{counts[t]} {t} nodes (as ids.json has), got "
+                                  f"{int(edges[f'num_nodes.{t}'][0])}", field=f"num_nodes.{t}",
+                            field_kind="tensor")
+    for e in edge_types:
+        index = edges[_edge_key(e)]
+        _in_range(path, _edge_key(e), index[0], counts[e[0]], f"{e[0]} indices")
+        _in_range(path, _edge_key(e), index[1], counts[e[2]], f"{e[2]} indices")
+
+    expected = {f"x.{t}": ("F32", (counts[t], None)) for t in node_types}
+    if "entity" in node_types:
+        expected["entity.has_text"] = ("BOOL", (counts["entity"],))
+    features, _ = _read_tensors(folder / "features.safetensors",
+                                lambda header: check_layout(header, expected,
+                                                            optional=list(expected)))
+    return graph_from_tensors(features, edges, metadata)
+
+
+def _read_model(path: Path, config: RunConfig, graph: HeteroData) -> GNNScorer:
+    """The GNN scorer of ``config`` on ``graph``, with the weights of ``path``. The model is
+    first built on the "meta" device (shapes, no memory), so a config or a weights file cannot
+    make us allocate more than the file holds; buffers (masks the graph implies) must equal
+    the graph's."""
+    try:
+        with torch.device("meta"):
+            shapes = GNNScorer.from_config(config.model, graph).state_dict()
+    except (ValueError, KeyError, TypeError, RuntimeError, NotImplementedError) as err:
+        raise DataError(path.with_name("config.json"), f"a model that can be built on "
+                        f"graph.safetensors ({err})") from None
+    expected = {k: (DTYPE_NAMES[v.dtype], tuple(v.shape)) for k, v in shapes.items()}
+    state, _ = _read_tensors(path, lambda header: check_layout(header, expected))
+    model = GNNScorer.from_config(config.model, graph)
+    for name, buffer in model.named_buffers():
+        if not torch.equal(buffer, state[name]):
+            raise DataError(path, "the mask that the graph and its features imply",
+                            field=name, field_kind="tensor")
+    model.load_state_dict(state)
+    return model
 
 
 def load_run(folder: str | os.PathLike[str], device: str | torch.device | None = "cpu") -> Run:
     """Read a run folder written by :func:`save_run` (no pickle).
+
+    Every file is hostile until proven otherwise: the safetensors files are validated before
+    anything is allocated (:mod:`hybridrec.tensor_files`), their names and shapes must be those
+    that ``config.json``, ``ids.json`` and the graph imply, every index must point inside its
+    table, and floats must be finite.
 
     Args:
         folder: the run folder.
         device: where to put the model and scorer (default: ``"cpu"``).
 
     Raises:
-        DataError: a missing, unreadable or foreign file.
+        DataError: a missing, unreadable, malformed, inconsistent or foreign file (and nothing
+            else).
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(folder, "a run folder written by python -m hybridrec.train; "
+                        + ("it is a file" if folder.exists() else "it does not exist"))
+    try:
+        return _load_run(folder, device)
+    except OSError as err:  # An unreadable file: permissions, a folder in its place ...
+        raise DataError(err.filename or folder, f"a readable file of the run folder "
+                                                f"({err.strerror or err})") from None
+
+
+def _load_run(folder: Path, device: str | torch.device | None) -> Run:
     info = _read_json(folder / "run.json")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         found = info.get("format") if isinstance(info, dict) else None
-        raise DataError(folder / "run.json", f"format {FORMAT!r}, got {found!r}: this run was "
-                        "written by another version of hybridrec; retrain it with "
-                        "python -m hybridrec.train", field="format")
-    try:
-        config = RunConfig.load(folder / "config.json")
-    except ValueError as err:
-        raise DataError(folder / "config.json", str(err)) from None
-    features, _ = _read_tensors(folder / "features.safetensors")
-    edges, graph_meta = _read_tensors(folder / "graph.safetensors")
-    graph = graph_from_tensors(features, edges, graph_meta)
-    state, _ = _read_tensors(folder / "model.safetensors")
-    model = GNNScorer.from_config(config.model, graph)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise DataError(folder / "model.safetensors", f"weights that fit config.json ({err})") \
-            from None
+        raise DataError(folder / "run.json", f"format {FORMAT!r}, got {str(found)[:80]!r}: this "
+                        "run was written by another version of hybridrec; retrain it with "
+                        "python -m hybridrec.train", field="format", field_kind="key")
+    config = _read_config(folder / "config.json")
+    ids = _read_ids(folder / "ids.json")
+    dataset = read_dataset(folder)
+    for name, attr in zip(ID_MAPS, ("users", "items", "entities", "relations")):
+        if getattr(dataset, attr) != ids[name]:
+            raise DataError(folder / "ids.json", f"the {name} of dataset.json, in its order",
+                            field=name, field_kind="key")
+    graph = _read_graph(folder, ids)
+    model = _read_model(folder / "model.safetensors", config, graph)
     device = torch.device(device) if device is not None else torch.device("cpu")
     model.to(device).eval()
-    scorer = load_scorer(folder, device)
-    split_tensors, split_meta = _read_tensors(folder / "split.safetensors")
-    seed = split_meta.get("seed") or None
-    split = _split_from_tensors(split_tensors, split_meta.get("kind", "unknown"),
-                                int(seed) if seed is not None else None)
-    ids = {name: IdMap(values) for name, values in _read_json(folder / "ids.json").items()}
+    scorer = load_scorer(folder, device, num_users=len(ids["users"]),
+                         num_items=len(ids["items"]))
+    gnn = scorer.towers.get("gnn")
+    text = model.text_channel and "x" in graph["item"]
+    width = config.model.hidden_channels + (int(graph["item"].x.size(1)) if text else 0)
+    if scorer.names[0] != "gnn" or gnn.user.size(1) != width:
+        raise DataError(folder / "scorers.safetensors", f"the GNN scorer first, {width} wide "
+                        f"(as config.json implies), got {scorer.names[0]!r}, "
+                        f"{scorer.towers[scorer.names[0]].user.size(1)} wide",
+                        field="tower.gnn.user", field_kind="tensor")
+    split = _read_split(folder / "split.safetensors", len(ids["users"]), len(ids["items"]))
     metrics = _read_json(folder / "metrics.json")
-    dataset = read_dataset(folder)
+    if not isinstance(metrics, dict):
+        raise DataError(folder / "metrics.json", "a JSON object of metrics")
     updates = None
     if (folder / "updates.json").is_file():
-        tensors, _ = _read_tensors(folder / "updates.safetensors")
-        updates = (_read_json(folder / "updates.json"), tensors)
+        updates = _read_updates(folder, dataset, graph)
     return Run(folder, config, model, graph, scorer, split, ids, metrics, info, dataset, updates)
 
 
-def load_scorer(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> Mix:
-    """The hybrid as a scorer from ``scorers.safetensors`` alone (no GNN; for serving)."""
+def _read_split(path: Path, num_users: int, num_items: int) -> Split:
+    expected: dict[str, tuple[str, tuple]] = {}
+    for part in ("train", "valid", "test"):
+        n = f"n_{part}"
+        expected.update({f"{part}.user_index": ("I64", (n,)), f"{part}.item_index": ("I64", (n,)),
+                         f"{part}.rating": ("F32", (n,)), f"{part}.timestamp": ("F64", (n,))})
+    expected.update({"cold_items": ("I64", (None,)), "cold_users": ("I64", (None,))})
+    optional = [k for k in expected if k.endswith((".rating", ".timestamp"))]
+    tensors, meta = _read_tensors(path, lambda h: check_layout(h, expected, optional=optional))
+    for name, tensor in tensors.items():
+        if name.endswith(".user_index") or name == "cold_users":
+            _in_range(path, name, tensor, num_users, "user indices")
+        elif name.endswith(".item_index") or name == "cold_items":
+            _in_range(path, name, tensor, num_items, "item indices")
+    seed = meta.get("seed") or None
+    if seed is not None and not seed.lstrip("-").isdigit():
+        raise DataError(path, f"an integer seed, got {seed[:40]!r}", field="seed",
+                        field_kind="metadata")
+    return _split_from_tensors(tensors, meta.get("kind", "unknown"),
+                               int(seed) if seed is not None else None)
+
+
+def _read_updates(folder: Path, dataset: Dataset, graph: HeteroData
+                  ) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """``updates.json`` + ``updates.safetensors``, checked so that replaying them cannot fail:
+    item rows of string cells with new, distinct ids, triples of known relations, interactions
+    of known or added items, and one text vector per added item."""
+    path = folder / "updates.json"
+    updates = _read_json(path)
+
+    def bad(expected: str, field: str) -> DataError:
+        return DataError(path, expected, field=field, field_kind="key")
+
+    if not isinstance(updates, dict) or updates.get("format") != FORMAT:
+        raise bad(f"format {FORMAT!r}", "format")
+    batches, pairs = updates.get("items", []), updates.get("interactions", [])
+    if not isinstance(batches, list) or not isinstance(pairs, list):
+        raise bad("lists of update batches", "items" if not isinstance(batches, list)
+                  else "interactions")
+    items = set(dataset.items.ids)
+    added = 0
+    for b, batch in enumerate(batches):
+        where = f"items[{b}]"
+        if not isinstance(batch, dict) or set(batch) != {"rows", "triples", "links",
+                                                         "entity_text"}:
+            raise bad("a batch with rows, triples, links and entity_text", where)
+        rows, triples = batch["rows"], batch["triples"]
+        if not isinstance(rows, list) or not rows or not all(
+                isinstance(r, dict) and all(isinstance(v, str) for v in r.values())
+                and isinstance(r.get("item_id"), str) for r in rows):
+            raise bad("item rows of strings, each with an item_id", where + ".rows")
+        for r in rows:
+            if r["item_id"] in items:
+                raise bad(f"new, distinct item ids; {r['item_id'][:80]!r} repeats or is known",
+                          where + ".rows")
+            items.add(r["item_id"])
+        for name in ("links", "entity_text"):
+            value = batch[name]
+            if not isinstance(value, dict) or not all(isinstance(v, str)
+                                                      for v in value.values()):
+                raise bad("an object of strings", f"{where}.{name}")
+        if not isinstance(triples, list) or not all(
+                _is_str_list(t, 3) and t[1] in dataset.relations for t in triples):
+            raise bad("[head, relation, tail] triples of relations the model knows",
+                      where + ".triples")
+        ends = {r["item_id"] for r in rows} | set(batch["links"].values())
+        if any(not {h, t} & ends for h, _, t in triples):
+            raise bad("triples that each touch a new item", where + ".triples")
+        if not set(batch["links"]) <= {r["item_id"] for r in rows}:
+            raise bad("links of the batch's new items", where + ".links")
+        added += len(rows)
+    for b, batch in enumerate(pairs):
+        if not isinstance(batch, list) or not all(
+                _is_str_list(p, 2) and p[1] in items for p in batch):
+            raise bad("(user id, item id) pairs of known or added items",
+                      f"interactions[{b}]")
+    expected = {}
+    if added and "x" in graph["item"]:
+        expected["items.x"] = ("F32", (added, int(graph["item"].x.size(1))))
+    tensors, _ = _read_tensors(folder / "updates.safetensors",
+                               lambda header: check_layout(header, expected))
+    return updates, tensors
+
+
+def load_scorer(folder: str | os.PathLike[str], device: str | torch.device = "cpu", *,
+                num_users: int | None = None, num_items: int | None = None) -> Mix:
+    """The hybrid as a scorer from ``scorers.safetensors`` alone (no GNN; for serving), every
+    name and shape checked before anything is allocated (and the sizes, when given).
+
+    Raises:
+        DataError: a missing, malformed or inconsistent file.
+    """
     path = Path(folder) / "scorers.safetensors"
+    parsed: dict[str, Any] = {}
+
+    def check(header: Header) -> None:
+        meta = _json_meta(header, "mix")
+        names = meta.get("names") if isinstance(meta, dict) else None
+        weights = meta.get("weights") if isinstance(meta, dict) else None
+        gate = meta.get("gate", 0) if isinstance(meta, dict) else 0
+        if (not _is_str_list(names) or not names or len(set(names)) != len(names)
+                or not all(n and "." not in n for n in names)):
+            raise DataError(path, "distinct scorer names", field="mix.names",
+                            field_kind="metadata")
+        if (not isinstance(weights, dict) or set(weights) != set(names) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool)
+                and 0 < w < float("inf") for w in weights.values())):
+            raise DataError(path, "one positive weight per scorer", field="mix.weights",
+                            field_kind="metadata")
+        expected: dict[str, tuple[str, tuple]] = {
+            "user_degree": ("F32", ("U",)), "item_degree": ("F32", ("I",))}
+        for n in names:
+            expected[f"tower.{n}.user"] = ("F32", ("U", f"width of {n}"))
+            expected[f"tower.{n}.item"] = ("F32", ("I", f"width of {n}"))
+        if gate is not None:
+            if (not isinstance(gate, dict) or set(gate) != {"num_signals", "hidden_channels",
+                                                            "prior"}
+                    or not all(_is_int(gate[k]) and 1 <= gate[k] <= 2**16
+                               for k in ("num_signals", "hidden_channels"))
+                    or not isinstance(gate["prior"], (int, float))
+                    or not 0 < gate["prior"] < 1 or len(names) < 2):
+                raise DataError(path, "a gate over two or more scorers: num_signals and "
+                                "hidden_channels in [1, 65536], prior in (0, 1)",
+                                field="mix.gate", field_kind="metadata")
+            s, h = gate["num_signals"], gate["hidden_channels"]
+            for mlp in ("user_mlp", "item_mlp"):
+                expected.update({f"gate.{mlp}.0.weight": ("F32", (h, s)),
+                                 f"gate.{mlp}.0.bias": ("F32", (h,)),
+                                 f"gate.{mlp}.2.weight": ("F32", (1, h)),
+                                 f"gate.{mlp}.2.bias": ("F32", (1,))})
+            expected["gate.log_scale"] = ("F32", (1,))
+        sizes = {k: v for k, v in (("U", num_users), ("I", num_items)) if v is not None}
+        check_layout(header, expected, sizes=sizes)
+        parsed["meta"] = meta
+
     if not path.is_file():
         raise DataError(path, "a file of the run folder; it does not exist")
-    try:
-        return Mix.load(path, device)
-    except (ValueError, KeyError) as err:
-        raise DataError(path, f"a saved mix of scorers ({err})") from None
+    tensors, metadata = read_tensors(path, lambda header: (
+        _check_format(header, MIX_FORMAT), check(header)))
+    check_finite(path, tensors)
+    for name in ("user_degree", "item_degree"):
+        if tensors[name].numel() and float(tensors[name].min()) < 0:
+            raise DataError(path, "non-negative degrees", field=name, field_kind="tensor")
+    return Mix.from_tensors(tensors, parsed["meta"], device)
+
+
+def _check_format(header: Header, expected: str) -> None:
+    found = header.metadata.get("format")
+    if found != expected:
+        raise DataError(header.path, f"format {expected!r}, got {str(found)[:80]!r}",
+                        field="format", field_kind="field")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

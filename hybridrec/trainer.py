@@ -41,7 +41,14 @@ from hybridrec.sampling import (
     known_pairs,
     uniform_items,
 )
-from hybridrec.tensor_files import read_tensors
+from hybridrec.data.errors import DataError
+from hybridrec.tensor_files import (
+    DTYPE_NAMES,
+    Header,
+    check_finite,
+    check_layout,
+    read_tensors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -522,25 +529,64 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _checkpoint_layout(model: GNNScorer, generator: torch.Generator
+                       ) -> tuple[dict[str, tuple[str, tuple[int, ...]]], list[str]]:
+    """The tensors a checkpoint of ``model`` holds (name -> dtype, shape) and the optional
+    ones."""
+    expected, optional = {}, []
+    for k, v in model.state_dict().items():
+        expected[f"model.{k}"] = expected[f"best.{k}"] = (DTYPE_NAMES[v.dtype], tuple(v.shape))
+        optional.append(f"best.{k}")
+    for index, p in enumerate(model.parameters()):  # Adam's state, for parameters it stepped
+        names = {"step": ("F32", ()), "exp_avg": ("F32", tuple(p.shape)),
+                 "exp_avg_sq": ("F32", tuple(p.shape))}
+        for name, layout in names.items():
+            expected[f"optim.{index}.{name}"] = layout
+            optional.append(f"optim.{index}.{name}")
+    expected["rng.generator"] = ("U8", tuple(generator.get_state().shape))
+    expected["rng.torch"] = ("U8", tuple(torch.get_rng_state().shape))
+    return expected, optional
+
+
 def _load_checkpoint(path: Path, model: GNNScorer, optimizer: torch.optim.Optimizer,
                      generator: torch.Generator, result: TrainResult,
                      stopper: EarlyStopping | None) -> int:
-    """Restore the training state of :func:`_save_checkpoint` in place; the last epoch."""
-    tensors, metadata = read_tensors(path)
-    if metadata.get("format") != _FORMAT:
-        raise ValueError(f"{path}: expected a {_FORMAT} checkpoint, got format "
-                         f"{metadata.get('format')!r}; start without resume")
-    meta = json.loads(metadata["state"])
+    """Restore the training state of :func:`_save_checkpoint` in place; the last epoch.
+
+    Raises:
+        DataError: a checkpoint of another format or model, or a malformed file (checked
+            before anything is restored).
+    """
+    expected, optional = _checkpoint_layout(model, generator)
+
+    def check(header: Header) -> None:
+        if header.metadata.get("format") != _FORMAT:
+            raise DataError(path, f"a {_FORMAT} checkpoint, got format "
+                            f"{str(header.metadata.get('format'))[:80]!r}; start without "
+                            f"--resume", field="format", field_kind="field")
+        check_layout(header, expected, optional=optional)
+        present = {name.rsplit(".", 1)[0] for name in header.tensors if name.startswith("optim.")}
+        for prefix in present:
+            if not all(f"{prefix}.{n}" in header.tensors for n in ("step", "exp_avg",
+                                                                   "exp_avg_sq")):
+                raise header.error("step, exp_avg and exp_avg_sq together", prefix)
+        best = [n for n in header.tensors if n.startswith("best.")]
+        if best and len(best) != sum(1 for n in expected if n.startswith("best.")):
+            raise header.error("every best.* tensor or none", best[0])
+
+    tensors, metadata = read_tensors(path, check)
+    check_finite(path, tensors)
+    for name, buffer in model.named_buffers():  # Masks of the graph: they must be ours.
+        if not torch.equal(tensors[f"model.{name}"], buffer.cpu()):
+            raise DataError(path, "the mask of this graph (another data set or split?); start "
+                                  "without --resume", field=f"model.{name}", field_kind="tensor")
+    meta = _checkpoint_state(path, metadata, optimizer, stopper is not None)
     device = next(model.parameters()).device
 
     def section(prefix: str) -> dict[str, Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
-    try:
-        model.load_state_dict(section("model."))
-    except RuntimeError as err:
-        raise ValueError(f"{path}: the checkpoint does not fit this model ({err}); "
-                         f"start without resume or use the same configuration") from None
+    model.load_state_dict(section("model."))
     state: dict[int, dict[str, object]] = {}
     for key, value in section("optim.").items():
         index, name = key.split(".", 1)
@@ -562,3 +608,62 @@ def _load_checkpoint(path: Path, model: GNNScorer, optimizer: torch.optim.Optimi
         best = section("best.")
         stopper.best_state = {k: v.to(device) for k, v in best.items()} if best else None
     return int(meta["epoch"])
+
+
+def _checkpoint_state(path: Path, metadata: dict[str, str], optimizer: torch.optim.Optimizer,
+                      with_stopper: bool) -> dict:
+    """The checkpoint's JSON state, its types checked against what restoring it needs."""
+    def bad(expected: str, key: str) -> DataError:
+        return DataError(path, expected, field=key, field_kind="metadata")
+
+    try:
+        meta = json.loads(metadata["state"])
+    except KeyError:
+        raise bad("the training state; it is missing", "state") from None
+    except (ValueError, RecursionError):
+        raise bad("a JSON training state", "state") from None
+    number = (int, float)
+    kinds = {"epoch": int, "history": list, "seconds": number, "stopped_early": bool,
+             "param_groups": list, "optim_scalars": dict}
+    if not isinstance(meta, dict) or not all(
+            isinstance(meta.get(k), t) and not (t is int and isinstance(meta.get(k), bool))
+            for k, t in kinds.items()) or meta["epoch"] < 0:
+        raise bad(f"an object with {', '.join(kinds)} of the right types", "state")
+    if not all(isinstance(h, dict) for h in meta["history"]):
+        raise bad("a history of epoch records", "state.history")
+    groups = optimizer.state_dict()["param_groups"]
+    loaded = meta["param_groups"]
+    same = len(loaded) == len(groups) and all(
+        isinstance(g, dict) and set(g) == set(mine) and all(
+            _same_kind(g[k], mine[k]) for k in mine) and list(g["params"]) == list(mine["params"])
+        for g, mine in zip(loaded, groups))
+    if not same:
+        raise bad("the optimizer settings of this training (Adam, one group)",
+                  "state.param_groups")
+    if not all(isinstance(v, dict) and all(isinstance(x, (int, float, bool)) for x in v.values())
+               and k.isdigit() for k, v in meta["optim_scalars"].items()):
+        raise bad("numbers per parameter", "state.optim_scalars")
+    if with_stopper and "stopper" in meta:
+        stop = meta["stopper"]
+        kinds = {"best_value": (int, float, type(None)), "best_epoch": int, "last_epoch": int,
+                 "last_evaluated": int, "history": list, "bad": int}
+        if not isinstance(stop, dict) or not all(isinstance(stop.get(k), t)
+                                                 for k, t in kinds.items()) or not all(
+                isinstance(h, list) and len(h) == 2 and all(isinstance(x, (int, float))
+                                                            for x in h)
+                for h in stop["history"]):
+            raise bad("the early-stopping state", "state.stopper")
+    return meta
+
+
+def _same_kind(value: object, like: object) -> bool:
+    """Whether a JSON value can stand for the optimizer setting ``like`` (lists for tuples,
+    ints for floats)."""
+    if like is None or isinstance(like, bool):  # foreach / fused are None or a flag
+        return value is None or isinstance(value, bool)
+    if isinstance(like, (int, float)):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(like, (tuple, list)):
+        return isinstance(value, list) and len(value) == len(like) and all(
+            _same_kind(v, w) for v, w in zip(value, like))
+    return isinstance(value, type(like))

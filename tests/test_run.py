@@ -108,3 +108,172 @@ def test_the_gnn_weights_reload_to_the_same_tower(fitted, tmp_path):
     tower = TrainedGNN(run.model, *graph_inputs(run.graph)).tower()
     torch.testing.assert_close(tower.user, scorer.towers["gnn"].user)
     assert run.scorer.names == ["gnn", "als", "lightgcn"]
+
+
+# Hostile run folders: every file is checked before anything is allocated, and load_run and
+# Recommender.load let nothing but a DataError escape.
+
+
+@pytest.fixture(scope="module")
+def saved(fitted, tmp_path_factory):
+    """A run folder with a replayable update (a new user's interactions) to copy and spoil."""
+    from hybridrec import Recommender
+
+    folder = _save(fitted, tmp_path_factory.mktemp("hostile") / "base")
+    rec = Recommender.load(folder)
+    rec.add_interactions([("u01", "m05"), ("newbie", "m01")])
+    return rec.save(folder)
+
+
+def _rewrite(path, change):
+    """Read a safetensors file, let ``change(tensors, metadata)`` spoil it, write it back."""
+    from safetensors.torch import save_file
+
+    from hybridrec.tensor_files import read_tensors
+
+    tensors, metadata = read_tensors(path)
+    change(tensors, metadata)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+
+
+def _edit_json(path, change):
+    value = json.loads(path.read_text())
+    change(value)
+    path.write_text(json.dumps(value))
+
+
+def _first_kg_edge(tensors, metadata):
+    key = next(k for k in tensors if k.startswith("edge_index.") and "entity" in k)
+    return key
+
+
+SPOILERS = {
+    "model is a pickle": lambda f: (f / "model.safetensors").write_bytes(
+        __import__("pickle").dumps({"gnn.emb.user.weight": [[0.0]]})),
+    "model is a torch.save zip": lambda f: torch.save({"w": torch.zeros(2)},
+                                                      f / "model.safetensors"),
+    "model cut in half": lambda f: (f / "model.safetensors").write_bytes(
+        (f / "model.safetensors").read_bytes()[:(f / "model.safetensors").stat().st_size // 2]),
+    "model header length 2**62": lambda f: (f / "model.safetensors").write_bytes(
+        (2**62).to_bytes(8, "little") + (f / "model.safetensors").read_bytes()[8:]),
+    "model tensor renamed": lambda f: _rewrite(
+        f / "model.safetensors",
+        lambda t, m: t.update({"gnn.emb.user.weightX": t.pop("gnn.emb.user.weight")})),
+    "model tensor reshaped": lambda f: _rewrite(
+        f / "model.safetensors",
+        lambda t, m: t.update({"gnn.emb.user.weight": torch.zeros(3, 5)})),
+    "model mask flipped": lambda f: _rewrite(
+        f / "model.safetensors",
+        lambda t, m: t.update({"gnn.id_mask_user": ~t["gnn.id_mask_user"]})),
+    "model weights NaN": lambda f: _rewrite(
+        f / "model.safetensors",
+        lambda t, m: t["gnn.emb.user.weight"].fill_(float("nan"))),
+    "model of another format": lambda f: _rewrite(
+        f / "model.safetensors", lambda t, m: m.update({"format": "hybridrec-run/1"})),
+    "model is a folder": lambda f: ((f / "model.safetensors").unlink(),
+                                    (f / "model.safetensors").mkdir()),
+    "config hidden_channels huge": lambda f: _edit_json(
+        f / "config.json", lambda c: c["model"].update({"hidden_channels": 10**9})),
+    "config hidden_channels other": lambda f: _edit_json(
+        f / "config.json", lambda c: c["model"].update({"hidden_channels": 16})),
+    "config num_layers huge": lambda f: _edit_json(
+        f / "config.json", lambda c: c["model"].update({"num_layers": 10**7})),
+    "config missing": lambda f: (f / "config.json").unlink(),
+    "ids not lists": lambda f: _edit_json(f / "ids.json", lambda i: i.update({"users": 5})),
+    "ids shorter than the data set": lambda f: _edit_json(
+        f / "ids.json", lambda i: i.update({"items": i["items"][:-1]})),
+    "graph edge out of range": lambda f: _rewrite(
+        f / "graph.safetensors",
+        lambda t, m: t["edge_index.user__interacts__item"][1].fill_(10**6)),
+    "graph node types garbage": lambda f: _rewrite(
+        f / "graph.safetensors", lambda t, m: m.update({"node_types": "{]"})),
+    "graph relation with a dot": lambda f: _rewrite(
+        f / "graph.safetensors",
+        lambda t, m: m.update({"edge_types": m["edge_types"].replace("interacts", "a.b")})),
+    "graph node count off": lambda f: _rewrite(
+        f / "graph.safetensors", lambda t, m: t["num_nodes.item"].fill_(10**9)),
+    "features infinite": lambda f: _rewrite(
+        f / "features.safetensors", lambda t, m: t["x.item"].fill_(float("inf"))),
+    "features one row short": lambda f: _rewrite(
+        f / "features.safetensors", lambda t, m: t.update({"x.item": t["x.item"][:-1]})),
+    "scorers gate 10**9 wide": lambda f: _rewrite(
+        f / "scorers.safetensors", lambda t, m: m.update({"mix": json.dumps(
+            {**json.loads(m["mix"]), "gate": {"num_signals": 3, "hidden_channels": 10**9,
+                                              "prior": 0.5}})})),
+    "scorers tower missing": lambda f: _rewrite(
+        f / "scorers.safetensors", lambda t, m: t.pop("tower.als.item")),
+    "scorers negative weight": lambda f: _rewrite(
+        f / "scorers.safetensors", lambda t, m: m.update({"mix": json.dumps(
+            {**json.loads(m["mix"]), "weights": {"gnn": 1, "als": -1, "lightgcn": 1}})})),
+    "scorers without the gnn": lambda f: _rewrite(
+        f / "scorers.safetensors", lambda t, m: m.update({"mix": json.dumps(
+            {**json.loads(m["mix"]), "names": ["als", "lightgcn"],
+             "weights": {"als": 1, "lightgcn": 1}})})),
+    "split item out of range": lambda f: _rewrite(
+        f / "split.safetensors", lambda t, m: t["test.item_index"].fill_(-3)),
+    "split seed not a number": lambda f: _rewrite(
+        f / "split.safetensors", lambda t, m: m.update({"seed": "one"})),
+    "dataset triples out of range": lambda f: _rewrite(
+        f / "dataset.safetensors", lambda t, m: t["kg_triples"].fill_(10**6)),
+    "dataset table not strings": lambda f: _edit_json(
+        f / "dataset.json", lambda d: d.update({"item_table": {"title": [1, 2]}})),
+    "run.json not JSON": lambda f: (f / "run.json").write_bytes(b"\xff\xfe{"),
+    "metrics a list": lambda f: (f / "metrics.json").write_text("[]"),
+    "updates with an unknown item": lambda f: _edit_json(
+        f / "updates.json", lambda u: u["interactions"].append([["u01", "no-such-item"]])),
+    "updates re-adding a known item": lambda f: _edit_json(
+        f / "updates.json", lambda u: u["items"].append(
+            {"rows": [{"item_id": "m01"}], "triples": [], "links": {}, "entity_text": {}})),
+    "updates of the wrong shape": lambda f: (f / "updates.json").write_text(
+        json.dumps({"format": "hybridrec-run/7", "items": {"rows": 1}})),
+    "updates with vectors and no items": lambda f: _rewrite(
+        f / "updates.safetensors", lambda t, m: t.update({"items.x": torch.zeros(2, 8)})),
+}
+
+
+@pytest.mark.parametrize("spoil", sorted(SPOILERS))
+def test_a_spoilt_run_folder_raises_only_data_error(saved, tmp_path, spoil):
+    import shutil
+    import time
+
+    from hybridrec import Recommender
+
+    folder = tmp_path / "run"
+    shutil.copytree(saved, folder)
+    Recommender.load(folder)  # unspoilt, it loads
+    SPOILERS[spoil](folder)
+    start = time.perf_counter()
+    for load in (load_run, Recommender.load):
+        with pytest.raises(DataError) as err:
+            load(folder)
+        assert str(folder) in str(err.value)
+    assert time.perf_counter() - start < 4.0
+
+
+def test_random_byte_flips_in_headers_raise_only_data_error(saved, tmp_path):
+    """Flip bytes of each safetensors file's header, many times over: each load either
+    succeeds or raises DataError; nothing else escapes."""
+    import random
+    import shutil
+
+    from hybridrec import Recommender
+
+    rng = random.Random(0)
+    names = sorted(p.name for p in saved.iterdir() if p.suffix == ".safetensors")
+    outcomes = {"loaded": 0, "refused": 0}
+    for trial in range(60):
+        folder = tmp_path / f"run{trial}"
+        shutil.copytree(saved, folder)
+        path = folder / names[trial % len(names)]
+        raw = bytearray(path.read_bytes())
+        header_end = 8 + int.from_bytes(raw[:8], "little")
+        for _ in range(rng.randint(1, 4)):
+            raw[rng.randrange(header_end)] = rng.randrange(256)
+        path.write_bytes(bytes(raw))
+        try:
+            Recommender.load(folder)
+            outcomes["loaded"] += 1
+        except DataError:
+            outcomes["refused"] += 1
+        shutil.rmtree(folder)
+    assert outcomes["refused"] > 30

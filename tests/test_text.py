@@ -1,6 +1,7 @@
 """TextEncoder, its cache, the text builders and NodeFeatures, on the real shipped MiniLM."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -387,3 +388,61 @@ def test_ml100k_user_history_is_train_only(ml100k):
     for user, items in enumerate(history_items(ml100k, split.train, max_history=20)):
         assert len(items) == min(20, int((split.train.user_index == user).sum()))
         assert all((user, item) in train_pairs for item in items.tolist())
+
+
+def _features(n_users=3, n_items=4, n_entities=2, dim=5):
+    return NodeFeatures(torch.randn(n_users, dim), torch.randn(n_items, dim),
+                        torch.zeros(n_entities, dim), torch.zeros(n_entities, dtype=torch.bool),
+                        ("u",) * n_users, ("i",) * n_items, ("",) * n_entities, "random")
+
+
+def _reseal(folder):
+    """Record the tensors file's sha256 again, as if NodeFeatures.save had written it."""
+    from hybridrec.text.features import _sha256
+
+    meta_path = folder / "node_features.json"
+    meta = json.loads(meta_path.read_text())
+    meta["tensors_sha256"] = _sha256(folder / "node_features.safetensors")
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_hostile_node_features_are_refused_before_allocation(tmp_path):
+    import pickle
+
+    from safetensors.torch import save_file
+
+    folder = _features().save(tmp_path / "features")
+    tensors = folder / "node_features.safetensors"
+    tensors.write_bytes(pickle.dumps({"user": [[1.0]]}))
+    _reseal(folder)
+    with pytest.raises(DataError, match="a pickle"):
+        NodeFeatures.load(folder)
+    # Rows that do not match the texts, or a width that differs between node types.
+    for user, item in ((torch.zeros(2, 5), torch.zeros(4, 5)),
+                       (torch.zeros(3, 5), torch.zeros(4, 6))):
+        save_file({"user": user, "item": item, "entity": torch.zeros(2, 5),
+                   "entity_has_text": torch.zeros(2, dtype=torch.bool)}, str(tensors))
+        _reseal(folder)
+        with pytest.raises(DataError, match="node_features.safetensors tensor '(user|item)': "
+                                            "shape"):
+            NodeFeatures.load(folder)
+    meta = json.loads((folder / "node_features.json").read_text())
+    (folder / "node_features.json").write_text(json.dumps({**meta, "user_text": 3}))
+    with pytest.raises(DataError, match="key 'user_text': a list of strings"):
+        NodeFeatures.load(folder)
+
+
+def test_a_pickle_or_a_hostile_header_in_the_text_cache_is_dropped(tmp_path, caplog):
+    enc = TextEncoder(cache_dir=tmp_path, show_progress=False)
+    expected = enc.encode(TEXTS)
+    (shard,) = enc.cache.folder.glob("shard-*.safetensors")
+    shard.write_bytes(__import__("pickle").dumps({"key": b"x" * 32}))
+    hostile = enc.cache.folder / "shard-1-hostile.safetensors"
+    header = json.dumps({"key": {"dtype": "U8", "shape": [2**40, 32],
+                                 "data_offsets": [0, 2**45]}}).encode()
+    hostile.write_bytes(len(header).to_bytes(8, "little") + header)
+    fresh = TextEncoder(cache_dir=tmp_path, show_progress=False)
+    assert torch.allclose(fresh.encode(TEXTS), expected, atol=1e-5)
+    assert fresh.cache_misses == len(set(TEXTS))
+    assert not shard.exists() and not hostile.exists()
+    assert "a pickle" in caplog.text

@@ -192,3 +192,40 @@ def test_train_gate_is_kept_only_where_it_beats_the_fixed_mix(validate_value, ke
     if kept:  # it learned to lean on the GNN for cold items
         g = mix.mean_gate()
         assert float(g[cold].mean()) > float(g[~cold].mean())
+
+
+def _spoil_checkpoint(path, change):
+    from safetensors.torch import save_file
+
+    from hybridrec.tensor_files import read_tensors
+
+    tensors, metadata = read_tensors(path)
+    change(tensors, metadata)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda p: p.write_bytes(__import__("pickle").dumps({"model.x": 1})), "a pickle"),
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), "header length|within the"),
+    (lambda p: _spoil_checkpoint(p, lambda t, m: t.pop("rng.generator")),
+     "tensor 'rng.generator'"),
+    (lambda p: _spoil_checkpoint(p, lambda t, m: t.update(
+        {"model.gnn.emb.user.weight": torch.zeros(1, 8)})), "shape"),
+    (lambda p: _spoil_checkpoint(p, lambda t, m: t["model.gnn.lin_in.item.weight"].fill_(
+        float("nan"))), "finite"),
+    (lambda p: _spoil_checkpoint(p, lambda t, m: m.update({"state": "[]"})), "metadata 'state'"),
+    (lambda p: _spoil_checkpoint(p, lambda t, m: m.update({"state": m["state"].replace(
+        '"lr": 0.01', '"lr": "fast"')})), "state.param_groups"),
+    (lambda p: _spoil_checkpoint(p, lambda t, m: m.update({"format": "other"})), "format"),
+])
+def test_a_hostile_checkpoint_stops_resume_with_a_data_error(tiny, tmp_path, spoil, message):
+    from hybridrec.data.errors import DataError
+    from hybridrec.trainer import CHECKPOINT_FILE
+
+    _, _, graph = tiny
+    kwargs = dict(epochs=1, batch_size=8, lr=0.01, num_negatives=6, show_progress=False)
+    train_gnn(_model(graph), graph, checkpoint_dir=tmp_path, **kwargs)
+    spoil(tmp_path / CHECKPOINT_FILE)
+    with pytest.raises(DataError, match=message) as err:
+        train_gnn(_model(graph), graph, checkpoint_dir=tmp_path, resume=True, **kwargs)
+    assert CHECKPOINT_FILE in str(err.value)

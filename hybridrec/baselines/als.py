@@ -95,6 +95,8 @@ class ALS(BaseScorer):
     search_space = {"factors": (16, 32, 64), "regularization": (1.0, 5.0, 10.0, 20.0),
                     "alpha": (1.0, 3.0)}
 
+    state_layout = {"user_factors": ("F32", ("U", "f")), "item_factors": ("F32", ("I", "f"))}
+
     def __init__(self, factors: int = 32, regularization: float = 10.0, alpha: float = 1.0,
                  iterations: int = 15, random_state: int = 0, num_threads: int = 0,
                  device: str | None = None, show_progress: bool = False) -> None:

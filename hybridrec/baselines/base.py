@@ -22,7 +22,8 @@ from torch import Tensor
 
 from hybridrec.device import pick_device
 from hybridrec.scoring import Scorer, check_user_index
-from hybridrec.tensor_files import read_tensors
+from hybridrec.data.errors import DataError
+from hybridrec.tensor_files import check_finite, check_layout, read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ class BaseScorer:
     #: Whether ``fit`` runs epochs and accepts ``callback`` (early stopping then applies).
     iterative: ClassVar[bool] = False
     _classes: ClassVar[dict[str, type[BaseScorer]]] = {}
+    #: The learned tensors as saved: name -> (safetensors dtype, shape pattern), ``"U"`` /
+    #: ``"I"`` standing for ``num_users_`` / ``num_items_`` (see
+    #: :func:`~hybridrec.tensor_files.check_layout`); :meth:`load` checks a file against it
+    #: before allocating anything.
+    state_layout: ClassVar[dict[str, tuple[str, tuple[int | str | None, ...]]]] = {}
 
     num_users_: int
     num_items_: int
@@ -186,22 +192,57 @@ class BaseScorer:
         folder = Path(path)
         meta_path = folder / "scorer.json"
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise FileNotFoundError(f"{meta_path}: no saved scorer here") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{meta_path}: expected JSON ({err})") from None
+            raise DataError(meta_path, "a saved scorer; there is none here") from None
+        except OSError as err:
+            raise DataError(meta_path, f"a readable file ({err.strerror or err})") from None
+        except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError
+            raise DataError(meta_path, f"valid JSON ({str(err)[:200]})") from None
+
+        def bad(expected: str, key: str) -> DataError:
+            return DataError(meta_path, expected, field=key, field_kind="key")
+
+        if not isinstance(meta, dict):
+            raise DataError(meta_path, "a JSON object")
         for key in ("format", "class", "params", "num_users", "num_items"):
             if key not in meta:
-                raise ValueError(f"{meta_path}: expected key {key!r}")
+                raise bad("this key; it is missing", key)
         if meta["format"] != _FORMAT:
-            raise ValueError(f"{meta_path}: format {meta['format']} is not {_FORMAT}")
-        target = BaseScorer._classes.get(meta["class"])
+            raise bad(f"format {_FORMAT}, got {str(meta['format'])[:40]}", "format")
+        target = BaseScorer._classes.get(meta["class"]) if isinstance(meta["class"], str) \
+            else None
         if target is None or not issubclass(target, cls):
-            raise ValueError(f"{meta_path}: holds a {meta['class']!r}, expected a {cls.__name__}")
-        scorer = target(**meta["params"])
-        scorer._start_fit(meta["num_users"], meta["num_items"],
-                          device if device is not None else meta["params"].get("device"))
-        state, _ = read_tensors(folder / "scorer.safetensors")
+            raise bad(f"holds a {str(meta['class'])[:80]!r}, expected a {cls.__name__}",
+                      "class")
+        sizes = {}
+        for key, size in (("num_users", "U"), ("num_items", "I")):
+            value = meta[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise bad(f"a positive integer, got {str(value)[:40]}", key)
+            sizes[size] = value
+        if not isinstance(meta["params"], dict):
+            raise bad("an object of parameters", "params")
+        try:
+            scorer = target(**meta["params"])
+        except (TypeError, ValueError) as err:
+            raise bad(f"the parameters of {target.__name__} ({err})", "params") from None
+        # Widths named after an integer parameter must equal it (a model is built from it).
+        sizes.update({k: v for k, v in meta["params"].items()
+                      if isinstance(v, int) and not isinstance(v, bool)})
+        state, _ = read_tensors(folder / "scorer.safetensors", lambda header: check_layout(
+            header, target.state_layout, sizes=sizes))
+        check_finite(folder / "scorer.safetensors", state)
+        scorer._check_state(folder / "scorer.safetensors", state, sizes["U"], sizes["I"])
+        try:
+            scorer._start_fit(sizes["U"], sizes["I"], device if device is not None
+                              else meta["params"].get("device"))
+        except (ValueError, RuntimeError) as err:  # a device this machine does not have
+            raise bad(f"a device this machine has ({err})", "params") from None
         scorer._load_state({k: v.to(scorer.device_) for k, v in state.items()})
         return scorer
+
+    def _check_state(self, path: Path, state: dict[str, Tensor], num_users: int,
+                     num_items: int) -> None:
+        """Refuse loaded tensors whose values cannot be this scorer's (indices out of range
+        ...); the names and shapes are already those of :attr:`state_layout`."""

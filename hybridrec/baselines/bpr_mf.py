@@ -83,6 +83,9 @@ class BPRMF(BaseScorer):
     search_space = {"lr": (1e-3, 5e-3), "weight_decay": (1e-3, 1e-2)}
     iterative = True
 
+    state_layout = {"user_embedding": ("F32", ("U", "embedding_dim")),
+                    "item_embedding": ("F32", ("I", "embedding_dim"))}
+
     def __init__(self, embedding_dim: int = 64, lr: float = 5e-3, weight_decay: float = 1e-2,
                  epochs: int = 100, batch_size: int = 2048, random_state: int = 0,
                  device: str | None = None, show_progress: bool = False) -> None:

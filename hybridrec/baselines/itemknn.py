@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -10,6 +11,7 @@ from torch import Tensor
 
 from hybridrec.baselines.base import BaseScorer, sparse_csr
 from hybridrec.data.dataset import Interactions
+from hybridrec.data.errors import DataError
 from hybridrec.scoring import UserItems
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,9 @@ class ItemKNN(BaseScorer):
     """
 
     search_space = {"k": (50, 100, 200, 400), "shrink": (0.0, 10.0, 100.0)}
+
+    state_layout = {"similarity_index": ("I64", (2, "nnz")), "similarity_value": ("F32", ("nnz",)),
+                    "history_indptr": ("I64", (None,)), "history_indices": ("I64", (None,))}
 
     def __init__(self, k: int = 100, shrink: float = 10.0, block_size: int = 2048,
                  device: str | None = None) -> None:
@@ -97,6 +102,21 @@ class ItemKNN(BaseScorer):
                 "similarity_value": self.similarity_value_,
                 "history_indptr": self.history_.indptr,
                 "history_indices": self.history_.indices}
+
+    def _check_state(self, path: Path, state: dict[str, Tensor], num_users: int,
+                     num_items: int) -> None:
+        index, indptr = state["similarity_index"], state["history_indptr"]
+        indices = state["history_indices"]
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_items):
+            raise DataError(path, f"item indices in [0, {num_items})",
+                            field="similarity_index", field_kind="tensor")
+        if (len(indptr) != num_users + 1 or int(indptr[0]) != 0
+                or int(indptr[-1]) != len(indices) or bool((indptr[1:] < indptr[:-1]).any())):
+            raise DataError(path, f"{num_users + 1} rising row pointers from 0 to "
+                                  f"{len(indices)}", field="history_indptr", field_kind="tensor")
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_items):
+            raise DataError(path, f"item indices in [0, {num_items})", field="history_indices",
+                            field_kind="tensor")
 
     def _load_state(self, state: dict[str, Tensor]) -> None:
         dev = self.device_

@@ -110,6 +110,8 @@ class LightGCN(BaseScorer):
     search_space = {"lr": (5e-3, 1e-2), "lambda_reg": (1e-4, 1e-3)}
     iterative = True
 
+    state_layout = {"user_embedding": ("F32", ("U", "d")), "item_embedding": ("F32", ("I", "d"))}
+
     def __init__(self, embedding_dim: int = 64, num_layers: int = 3, lr: float = 5e-3,
                  lambda_reg: float = 1e-4, epochs: int = 100, batch_size: int = 4096,
                  random_state: int = 0, device: str | None = None,

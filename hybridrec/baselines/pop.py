@@ -19,6 +19,8 @@ class MostPopular(BaseScorer):
         device: where scores live (default: ``None``, automatic).
     """
 
+    state_layout = {"item_popularity": ("F32", ("I",))}
+
     def __init__(self, device: str | None = None) -> None:
         self.device = device
 

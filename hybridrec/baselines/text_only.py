@@ -46,6 +46,8 @@ class TextOnly(BaseScorer):
 
     search_space = {"user_mode": get_args(UserMode), "center": (True, False)}
 
+    state_layout = {"user_profile": ("F32", ("U", "D")), "item_embedding": ("F32", ("I", "D"))}
+
     def __init__(self, user_mode: UserMode = "history", center: bool = True,
                  device: str | None = None) -> None:
         if user_mode not in get_args(UserMode):

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.data.idmap import IdMap
-from hybridrec.tensor_files import read_tensors
+from hybridrec.tensor_files import Header, check_layout, read_tensors
 
 FORMAT = "hybridrec-dataset/1"
 _ARRAYS = ("kg_triples", "item_attributes", "user_attributes", "item_entity")
@@ -68,12 +68,12 @@ def read_dataset(folder: str | os.PathLike[str]) -> Dataset:
         meta = json.loads(json_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise DataError(json_path, f"valid JSON ({err.msg})", line=err.lineno) from None
+    except (UnicodeDecodeError, RecursionError):
+        raise DataError(json_path, "valid UTF-8 JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(json_path, f"format {FORMAT!r}", field="format")
-    tensors, tmeta = read_tensors(tensor_path)
-    if tmeta.get("format") != FORMAT:
-        raise DataError(tensor_path, f"format {FORMAT!r}, got {tmeta.get('format')!r}",
-                        field="format")
+    tensors, _ = read_tensors(tensor_path, _check_layout)
+    _check_json(json_path, meta)
 
     def array(name: str) -> np.ndarray | None:
         return tensors[name].numpy() if name in tensors else None
@@ -96,5 +96,38 @@ def read_dataset(folder: str | os.PathLike[str]) -> Dataset:
             item_categorical_columns=tuple(meta["item_categorical_columns"]),
             **{name: tensors[name].numpy() for name in _ARRAYS},
             entity_text=tuple(meta["entity_text"]))
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, TypeError) as err:
         raise DataError(json_path, f"a consistent saved data set ({err})") from None
+
+
+def _check_layout(header: Header) -> None:
+    """Names, dtypes and shapes of ``dataset.safetensors``, before anything is allocated."""
+    found = header.metadata.get("format")
+    if found != FORMAT:
+        raise DataError(header.path, f"format {FORMAT!r}, got {str(found)[:80]!r}",
+                        field="format", field_kind="field")
+    check_layout(header, {
+        "kg_triples": ("I64", (None, 3)), "item_attributes": ("I64", (None, 3)),
+        "user_attributes": ("I64", (None, 3)), "item_entity": ("I64", (None, 2)),
+        "interactions.user_index": ("I64", ("N",)), "interactions.item_index": ("I64", ("N",)),
+        "interactions.rating": ("F32", ("N",)), "interactions.timestamp": ("F64", ("N",))},
+        optional=("interactions.rating", "interactions.timestamp"))
+
+
+def _check_json(path: Path, meta: dict) -> None:
+    """The JSON side's types: id lists and table columns of strings (the ranges are the
+    Dataset's own checks)."""
+    def strings(value: object) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    for key in ("users", "items", "entities", "relations", "user_text_columns",
+                "item_text_columns", "user_categorical_columns", "item_categorical_columns",
+                "entity_text"):
+        if not strings(meta.get(key)):
+            raise DataError(path, "a list of strings", field=key, field_kind="key")
+    for key in ("user_table", "item_table"):
+        table = meta.get(key)
+        if not isinstance(table, dict) or not all(strings(v) for v in table.values()):
+            raise DataError(path, "an object of string columns", field=key, field_kind="key")
+    if not isinstance(meta.get("name"), str):
+        raise DataError(path, "a string", field="name", field_kind="key")

@@ -272,7 +272,10 @@ class HeteroGNN(torch.nn.Module):
         for t in self.node_types:
             n, f = self.num_nodes_dict[t], int(in_channels_dict.get(t, 0))
             ids = True if not f else id_mask_dict.get(t, False)
-            ids = torch.full((n,), ids) if isinstance(ids, bool) else ids.bool().cpu()
+            # Masks on the CPU, also while the model is built on the "meta" device (a loaded
+            # run checks the shapes a config implies before allocating anything).
+            ids = (torch.full((n,), ids, device="cpu") if isinstance(ids, bool)
+                   else ids.bool().cpu())
             if ids.shape != (n,):
                 raise ValueError(f"HeteroGNN: id_mask_dict[{t!r}] has shape {tuple(ids.shape)}, "
                                  f"expected ({n},)")
@@ -282,7 +285,8 @@ class HeteroGNN(torch.nn.Module):
             if f:
                 self.lin_in[t] = Linear(f, hidden_channels)
                 text = text_mask_dict.get(t)
-                text = torch.ones(n, dtype=torch.bool) if text is None else text.bool().cpu()
+                text = (torch.ones(n, dtype=torch.bool, device="cpu") if text is None
+                        else text.bool().cpu())
                 if text.shape != (n,):
                     raise ValueError(f"HeteroGNN: text_mask_dict[{t!r}] has shape "
                                      f"{tuple(text.shape)}, expected ({n},)")

@@ -262,12 +262,18 @@ class Mix:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: torch.device | str = "cpu") -> Mix:
-        """Read a file of :meth:`save` (no pickle)."""
+        """Read a file of :meth:`save` (no pickle). :func:`hybridrec.run.load_scorer` reads
+        it with every name and shape checked first."""
         tensors, metadata = read_tensors(Path(path))
         if metadata.get("format") != FORMAT:
             raise ValueError(f"{path}: expected a {FORMAT} file, got format "
                              f"{metadata.get('format')!r}")
-        meta = json.loads(metadata["mix"])
+        return cls.from_tensors(tensors, json.loads(metadata["mix"]), device)
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], meta: dict,
+                     device: torch.device | str = "cpu") -> Mix:
+        """The inverse of :meth:`save`, from its tensors and its ``mix`` metadata."""
         towers = {name: Tower(tensors[f"tower.{name}.user"], tensors[f"tower.{name}.item"])
                   for name in meta["names"]}
         gate = None

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from hybridrec.cache import cache_root
+from hybridrec.tensor_files import Header, check_layout, read_header, read_tensors
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +59,23 @@ def write_atomic(path: Path, write) -> None:
             tmp.unlink()
 
 
-def _embedding_memmap(shard: Path) -> np.ndarray:
+def _check_shard(header: Header, model_id: str) -> None:
+    """A shard of this cache and encoder: ``key`` ``U8 [N, 32]`` and ``embedding``
+    ``F32 [N, D]``."""
+    meta = header.metadata
+    if meta.get("format") != _FORMAT or meta.get("model_id") != model_id:
+        raise ValueError(f"metadata {str(meta)[:200]} is not {_FORMAT} for {model_id!r}")
+    check_layout(header, {"key": ("U8", ("N", 32)), "embedding": ("F32", ("N", None))})
+
+
+def _embedding_memmap(shard: Path, model_id: str) -> np.ndarray:
     """The shard's ``embedding`` tensor as a read-only memory map, so a lookup reads only the
-    rows it needs (the safetensors layout: 8-byte little-endian header size, JSON header, data)."""
-    with open(shard, "rb") as f:
-        size = int.from_bytes(f.read(8), "little")
-        if not 2 <= size <= 2**20:
-            raise ValueError(f"header size {size}")
-        header = json.loads(f.read(size))
-    info = header.get("embedding") or {}
-    shape, (begin, end) = info.get("shape"), info.get("data_offsets", (0, -1))
-    if info.get("dtype") != "F32" or len(shape or ()) != 2 or end - begin != 4 * shape[0] * shape[1]:
-        raise ValueError(f"embedding tensor {info!r}, expected F32 [N, D]")
-    if shard.stat().st_size < 8 + size + end:
-        raise ValueError("file shorter than its header says (a partial write?)")
-    return np.memmap(shard, dtype="<f4", mode="r", offset=8 + size + begin, shape=tuple(shape))
+    rows it needs (its header validated first: offsets inside the file, shapes that fit)."""
+    header = read_header(shard)
+    _check_shard(header, model_id)
+    info = header.tensors["embedding"]
+    return np.memmap(shard, dtype="<f4", mode="r", offset=header.data_start + info.start,
+                     shape=info.shape)
 
 
 class EmbeddingCache:
@@ -129,13 +131,9 @@ class EmbeddingCache:
             pass
 
     def _read(self, shard: Path, tensor: str) -> np.ndarray:
-        with safe_open(shard, framework="np") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != _FORMAT or meta.get("model_id") != self.model_id:
-                raise ValueError(f"metadata {meta!r} is not {_FORMAT} for {self.model_id!r}")
-            if set(f.keys()) != {"key", "embedding"}:
-                raise ValueError(f"tensors {sorted(f.keys())}, expected ['embedding', 'key']")
-            return f.get_tensor(tensor)
+        tensors, _ = read_tensors(shard, lambda header: _check_shard(header, self.model_id),
+                                  names=(tensor,))
+        return tensors[tensor].numpy()
 
     def _index(self) -> None:
         shards = self._shards()
@@ -151,10 +149,9 @@ class EmbeddingCache:
                 keys = self._read(shard, "key")
                 if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 32:
                     raise ValueError(f"key tensor {keys.dtype} {keys.shape}, expected uint8 [N, 32]")
-            except FileNotFoundError:
-                continue
             except Exception as err:  # noqa: BLE001 - any unreadable shard is dropped, never fatal.
-                self._drop(shard, str(err))
+                if shard.exists():  # (else merged away by another process meanwhile)
+                    self._drop(shard, str(err))
                 continue
             self._seen.add(shard)
             for row, key in enumerate(keys):
@@ -171,17 +168,16 @@ class EmbeddingCache:
         found: dict[bytes, np.ndarray] = {}
         for shard, rows in wanted.items():
             try:
-                embedding = _embedding_memmap(shard)
+                embedding = _embedding_memmap(shard, self.model_id)
                 if ((self._dim is not None and embedding.shape[1] != self._dim)
                         or max(r for _, r in rows) >= len(embedding)):
                     raise ValueError(f"embedding shape {embedding.shape} does not match its keys")
                 block = np.array(embedding[np.array([r for _, r in rows])], dtype=np.float32)
                 if not np.isfinite(block).all():
                     raise ValueError("non-finite values")
-            except FileNotFoundError:
-                continue
             except Exception as err:  # noqa: BLE001
-                self._drop(shard, str(err))
+                if shard.exists():
+                    self._drop(shard, str(err))
                 continue
             self._dim = embedding.shape[1]
             found.update((key, vec) for (key, _), vec in zip(rows, block))

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.text.builders import Template, entity_texts, item_texts, user_texts
-from hybridrec.tensor_files import read_tensors
+from hybridrec.tensor_files import check_layout, read_tensors
 from hybridrec.text.cache import write_atomic
 from hybridrec.text.encoder import TextEncoder
 
@@ -113,22 +113,30 @@ class NodeFeatures:
         except FileNotFoundError:
             raise DataError(meta_path, "node features metadata written by NodeFeatures.save; "
                                        "the file does not exist") from None
-        except ValueError as err:
-            raise DataError(meta_path, f"valid JSON ({err})") from None
+        except (ValueError, RecursionError) as err:
+            raise DataError(meta_path, f"valid JSON ({str(err)[:200]})") from None
         if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise DataError(meta_path, f"format {_FORMAT!r}", field="format")
+            raise DataError(meta_path, f"format {_FORMAT!r}", field="format", field_kind="key")
+        for key in ("user_text", "item_text", "entity_text"):
+            texts = meta.get(key)
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                raise DataError(meta_path, "a list of strings", field=key, field_kind="key")
         if not tensors_path.is_file():
             raise DataError(tensors_path, "the tensors file beside node_features.json; it does not exist")
         if _sha256(tensors_path) != meta.get("tensors_sha256"):
             raise DataError(tensors_path, "the tensors whose sha256 node_features.json records; the "
                                           "file differs (an interrupted or mixed save?)")
-        tensors, _ = read_tensors(tensors_path)
+        sizes = {"U": len(meta["user_text"]), "I": len(meta["item_text"]),
+                 "E": len(meta["entity_text"])}
+        tensors, _ = read_tensors(tensors_path, lambda header: check_layout(header, {
+            "user": ("F32", ("U", "D")), "item": ("F32", ("I", "D")),
+            "entity": ("F32", ("E", "D")), "entity_has_text": ("BOOL", ("E",))}, sizes=sizes))
         try:
             return cls(user=tensors["user"], item=tensors["item"], entity=tensors["entity"],
                        entity_has_text=tensors["entity_has_text"],
                        user_text=tuple(meta["user_text"]), item_text=tuple(meta["item_text"]),
                        entity_text=tuple(meta["entity_text"]), model_id=meta["model_id"])
-        except (KeyError, ValueError) as err:
+        except (KeyError, ValueError, TypeError) as err:
             raise DataError(folder, f"consistent node features ({err})") from None
 
 

@@ -4,7 +4,7 @@ import torch
 
 from hybridrec.baselines import ItemKNN
 from hybridrec.data.dataset import Interactions
-from hybridrec.testing import ScorerContract
+from hybridrec.testing import ScorerContract, checkerboard
 
 
 class TestItemKNN(ScorerContract):
@@ -41,3 +41,18 @@ def test_matches_dense_reference(block_size):
 def test_bad_parameters():
     with pytest.raises(ValueError, match="ItemKNN: need k >= 1"):
         ItemKNN(k=0).fit(Interactions([0], [0]), 1, 2)
+
+
+def test_load_refuses_indices_out_of_range(tmp_path):
+    from safetensors.torch import save_file
+
+    from hybridrec.data.errors import DataError
+    from hybridrec.tensor_files import read_tensors
+
+    board = checkerboard(10)
+    ItemKNN(k=3).fit(board.train, board.n, board.n).save(tmp_path)
+    tensors, _ = read_tensors(tmp_path / "scorer.safetensors")
+    tensors["history_indices"][0] = 99
+    save_file(tensors, str(tmp_path / "scorer.safetensors"))
+    with pytest.raises(DataError, match="history_indices"):
+        ItemKNN.load(tmp_path)
