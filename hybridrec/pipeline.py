@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +67,108 @@ def text_features(config: RunConfig, dataset: Dataset, split: Split,
     return embed_dataset(dataset, split.train, encoder, user_history=config.data.user_history)
 
 
+FINGERPRINT_FILE = "fingerprint.json"
+# Settings a resumed run may change: they bound or show the training, not what it learns.
+RESUMABLE_SETTINGS = ("show_progress", "epochs", "patience", "device", "num_threads")
+
+
+def _digest(*parts: Any) -> str:
+    """sha256 over arrays (dtype, shape and bytes) and strings, in order."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, str):
+            h.update(b"s%d:" % len(part.encode()) + part.encode())
+        else:
+            array = np.ascontiguousarray(part)
+            h.update(f"a{array.dtype.str}{array.shape}:".encode() + array.tobytes())
+    return h.hexdigest()
+
+
+def _interaction_parts(inter: Interactions) -> list[Any]:
+    return [inter.user_index, inter.item_index,
+            "rating" if inter.rating is None else inter.rating,
+            "timestamp" if inter.timestamp is None else inter.timestamp]
+
+
+def fingerprint(config: RunConfig, dataset: Dataset, split: Split) -> dict[str, Any]:
+    """What a training run depends on: sha256 digests of the data set (ids, tables, KG,
+    interactions) and of each part of the split, with their sizes, and the settings that
+    change what is learned (every model and train setting but :data:`RESUMABLE_SETTINGS`, the
+    text model and user texts)."""
+    strings = [json.dumps(list(m.ids)) for m in (dataset.users, dataset.items,
+                                                 dataset.entities, dataset.relations)]
+    strings += [json.dumps([k, [str(x) for x in v]]) for table in (dataset.user_table,
+                                                                   dataset.item_table)
+                for k, v in sorted(table.items())]
+    data = _digest(*strings, json.dumps(list(dataset.entity_text)), dataset.kg_triples,
+                   dataset.item_attributes, dataset.user_attributes, dataset.item_entity,
+                   *_interaction_parts(dataset.interactions))
+    settings = config.to_dict()
+    for key in RESUMABLE_SETTINGS:
+        settings["train"].pop(key, None)
+    return {
+        "data": data, "sizes": {"users": dataset.num_users, "items": dataset.num_items,
+                                "interactions": len(dataset.interactions),
+                                **split.sizes()},
+        **{part: _digest(*_interaction_parts(getattr(split, part)), split.cold_items,
+                         split.cold_users) for part in ("train", "valid", "test")},
+        "settings": {"model": settings["model"], "train": settings["train"],
+                     "data": {k: settings["data"][k] for k in ("text_model", "user_history")}},
+    }
+
+
+def check_checkpoint(checkpoint_dir: str | os.PathLike[str], config: RunConfig,
+                     dataset: Dataset, split: Split, resume: bool) -> None:
+    """Resume only what was started: with ``resume``, the checkpoint folder's fingerprint
+    (:func:`fingerprint`) must be this run's, else a :class:`DataError` says what changed (a
+    checkpoint of other data would leak: its training pairs may be this split's test pairs).
+    Then the folder records this run's fingerprint."""
+    folder = Path(checkpoint_dir)
+    path = folder / FINGERPRINT_FILE
+    now = fingerprint(config, dataset, split)
+    started = [p.name for p in (folder / "checkpoint.safetensors", folder / "als",
+                                folder / "lightgcn") if p.exists()]
+    if resume and path.is_file():
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            changes = _changes(saved, now)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise DataError(path, "a fingerprint written by python -m hybridrec.train; start "
+                                  "without --resume") from None
+        if changes:
+            raise DataError(path, f"the data, split and settings of the interrupted run; "
+                                  f"--resume with changed {'; '.join(changes)}. Start without "
+                                  f"--resume (or with another --out)")
+    elif resume and started:
+        raise DataError(path, "the fingerprint of the interrupted run beside its checkpoint "
+                              f"({', '.join(started)}); it is missing, so this run cannot be "
+                              "checked against it. Start without --resume")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp")
+    tmp.write_text(json.dumps(now, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprints, in words."""
+    was, size = saved["sizes"], now["sizes"]
+    out = []
+    if saved["data"] != now["data"]:
+        out.append(f"data: the data set differs ({was['users']} users, {was['items']} items, "
+                   f"{was['interactions']} interactions at the checkpoint; {size['users']}, "
+                   f"{size['items']}, {size['interactions']} now)")
+    for part, name in (("train", "training"), ("valid", "validation"), ("test", "test")):
+        if saved[part] != now[part]:
+            out.append(f"split: the {name} pairs differ ({was[part]} at the checkpoint, "
+                       f"{size[part]} now)")
+    keys = [f"{section}.{key}" for section in now["settings"]
+            for key in sorted(set(now["settings"][section]) | set(saved["settings"][section]))
+            if now["settings"][section].get(key) != saved["settings"][section].get(key)]
+    if keys:
+        out.append("settings " + ", ".join(keys))
+    return out
+
+
 @dataclass
 class HybridFit:
     """What :func:`fit_hybrid` returns.
@@ -118,12 +222,16 @@ def fit_hybrid(
         device: where to train (default: ``config.train.device``).
         checkpoint_dir / resume: the GNN's checkpoints (see
             :func:`~hybridrec.trainer.train_gnn`); the fitted ALS and LightGCN are kept
-            there too, so a resumed run does not refit them.
+            there too, so a resumed run does not refit them. The folder records the
+            fingerprint of the data, split and settings (:func:`check_checkpoint`); resuming
+            on anything else raises a :class:`~hybridrec.data.errors.DataError`.
     """
     model_cfg, train_cfg = config.model, config.train
     device = pick_device(device if device is not None else train_cfg.device)
     if model_cfg.use_text and features is None:
         raise ValueError("fit_hybrid: config.model.use_text is on but no features were given")
+    if checkpoint_dir is not None:
+        check_checkpoint(checkpoint_dir, config, dataset, split, resume)
 
     # 1. The graph.
     text = features if model_cfg.use_text else None

@@ -41,6 +41,7 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.split import Split
 from hybridrec.device import pick_device
 from hybridrec.pipeline import (
+    check_checkpoint,
     evaluate_run,
     fit_baselines,
     fit_hybrid,
@@ -206,22 +207,6 @@ def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool
     return "\n".join(lines)
 
 
-def _check_resume(config: RunConfig, checkpoint_dir: Path, resume: bool) -> None:
-    """Resuming needs the same model and training settings as the interrupted run."""
-    saved = checkpoint_dir / "config.json"
-    if resume and saved.is_file():
-        before = RunConfig.load(saved).to_dict()
-        now = config.to_dict()
-        changed = [f"{section}.{key}" for section in ("model", "train")
-                   for key in now[section] if now[section][key] != before[section][key]
-                   and key not in ("show_progress", "epochs", "patience", "device")]
-        if changed:
-            raise DataError(saved, f"the settings of the interrupted run; --resume with changed "
-                                   f"{', '.join(changed)} (start without --resume)")
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    config.save(checkpoint_dir / "config.json")
-
-
 def _capture_logs(quiet: bool) -> tuple[io.StringIO, logging.Handler]:
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
@@ -265,6 +250,9 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
     split = load_split(config, dataset)
     out = args.out or Path("runs") / f"hybrid-{dataset.name}-{split.kind}"
     log.info("Config: %s", config.to_dict())
+    # A resumed run must be the interrupted one: same data, split and settings (checked
+    # before anything is fitted).
+    check_checkpoint(out.with_name(out.name + ".ckpt"), config, dataset, split, args.resume)
     pool = None
     if not args.no_baselines:
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
@@ -285,11 +273,10 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
 
     # 2. Text features (cached on disk), then the graph, the model and its training
     # (checkpoints beside the run folder until it is saved).
+    checkpoint_dir = out.with_name(out.name + ".ckpt")
     t = time.perf_counter()
     features = text_features(config, dataset, split, device)
     timings["text"] = time.perf_counter() - t
-    checkpoint_dir = out.with_name(out.name + ".ckpt")
-    _check_resume(config, checkpoint_dir, args.resume)
     t = time.perf_counter()
     fitted = fit_hybrid(config, dataset, split, features, device=device,
                         checkpoint_dir=checkpoint_dir, resume=args.resume)

@@ -65,6 +65,29 @@ def test_the_story_fits_each_scorer_once_and_mixes_them(tmp_path):
     users = torch.arange(board.n)
     torch.testing.assert_close(again.mix.score(users), fit.mix.score(users))
 
+    # Resuming on other data, another split or other settings is refused, saying what changed
+    # (the checkpoint's training pairs could be the new split's test pairs).
+    from hybridrec.data.errors import DataError
+
+    kept = np.arange(len(dataset.interactions)) != 0
+    other = dataclasses.replace(dataset, interactions=dataset.interactions.select(kept))
+    with pytest.raises(DataError, match="--resume with changed data: the data set differs "
+                                        r"\(12 users, 12 items, \d+ interactions at the "
+                                        "checkpoint; 12, 12, \d+ now\)"):
+        fit_hybrid(config, other, split, features, checkpoint_dir=tmp_path, resume=True)
+    swapped = dataclasses.replace(split, train=split.test, test=split.train)
+    with pytest.raises(DataError, match="split: the training pairs differ.*split: the test pairs"):
+        fit_hybrid(config, dataset, swapped, features, checkpoint_dir=tmp_path, resume=True)
+    faster = dataclasses.replace(config, train=dataclasses.replace(config.train, lr=0.5,
+                                                                   epochs=99))
+    with pytest.raises(DataError, match="--resume with changed settings train.lr. Start"):
+        fit_hybrid(config=faster, dataset=dataset, split=split, features=features,
+                   checkpoint_dir=tmp_path, resume=True)
+    # A checkpoint without its fingerprint cannot be checked: refused too.
+    (tmp_path / "fingerprint.json").unlink()
+    with pytest.raises(DataError, match="fingerprint of the interrupted run.*missing"):
+        fit_hybrid(config, dataset, split, features, checkpoint_dir=tmp_path, resume=True)
+
 
 def test_with_the_gate_the_held_out_pairs_train_it_and_every_pair_refits_the_cf_side():
     from hybridrec.testing import checkerboard

@@ -118,13 +118,48 @@ def test_bad_settings_exit_2_with_the_reason(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def _interrupted(argv, out):
+    """The checkpoint folder as a run of ``argv`` leaves it when killed after its first step
+    (the fingerprint of its data, split and settings), made by the CLI's own functions."""
+    from hybridrec.cli_args import load_dataset
+    from hybridrec.pipeline import check_checkpoint, load_split
+    from hybridrec.train import _given, build_parser, config_from_args
+
+    parser = build_parser()
+    config = config_from_args(parser.parse_args(argv), _given(parser, argv))
+    dataset = load_dataset(config.data.source, config.data.options)
+    check_checkpoint(out.with_name(out.name + ".ckpt"), config, dataset,
+                     load_split(config, dataset), resume=False)
+
+
 def test_resume_refuses_changed_settings(tmp_path):
     out = tmp_path / "run"
-    checkpoint = tmp_path / "run.ckpt"
-    checkpoint.mkdir()
-    RunConfig.from_dict({"train": {"lr": 0.5}}).save(checkpoint / "config.json")
-    with pytest.raises(DataError, match="--resume with changed .*train.lr"):
+    _interrupted(DATA + SMALL + ["--no-text", "--set", "train.lr=0.5"], out)
+    with pytest.raises(DataError, match="--resume with changed settings train.lr"):
         main(DATA + SMALL + ["--no-text", "--no-baselines", "--resume", "--out", str(out)])
+
+
+def test_resume_on_changed_data_stops_before_training_and_says_what_changed(tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(EXAMPLES, data)
+    argv = [a.replace(EXAMPLES, str(data)) for a in DATA] + SMALL + ["--no-text"]
+    out = tmp_path / "run"
+    _interrupted(argv, out)
+    lines = (data / "interactions.csv").read_text().splitlines(keepends=True)
+    (data / "interactions.csv").write_text("".join(lines[:-3]))  # three interactions fewer
+    with pytest.raises(DataError) as err:
+        main(argv + ["--no-baselines", "--resume", "--out", str(out)])
+    message = str(err.value)
+    assert "run.ckpt/fingerprint.json" in message
+    assert "--resume with changed data: the data set differs" in message
+    assert "47 interactions at the checkpoint; 10, 13, 44 now" in message
+    assert "split: the training pairs differ" in message
+    assert not out.exists()
+    # The same data as the checkpoint's resumes.
+    (data / "interactions.csv").write_text("".join(lines))
+    assert main(argv + ["--no-baselines", "--resume", "--out", str(out)]) == 0
 
 
 def test_a_catalogue_smaller_than_the_cut_off_trains_with_the_default_metric(tmp_path):
