@@ -179,15 +179,26 @@ class RunConfig:
         return _from_dict(cls, data, where)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} line {err.lineno}: expected JSON ({err.msg})") from None
+        except FileNotFoundError:
+            raise ValueError(f"{path}: expected a config file (a run's config.json); it does "
+                             f"not exist") from None
+        except IsADirectoryError:
+            raise ValueError(f"{path}: expected a config file (a run's config.json); it is a "
+                             f"folder") from None
+        except OSError as err:
+            raise ValueError(f"{path}: expected a readable config file "
+                             f"({err.strerror or err})") from None
+        except (UnicodeDecodeError, RecursionError):
+            raise ValueError(f"{path}: expected a UTF-8 JSON config file") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object with sections data/model/train")
         return cls.from_dict(data, where=str(path))

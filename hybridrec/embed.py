@@ -25,6 +25,7 @@ from hybridrec.cli_args import (
     run_cli,
     split_from_args,
 )
+from hybridrec.data.errors import DataError
 from hybridrec.text import TextEncoder, TextModelNotFoundError, embed_dataset
 from hybridrec.text.encoder import Pooling
 
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise DataError(args.out, "an output folder for --out; it is an existing file. Choose "
+                                  "another --out")
     dataset = load_dataset_from_args(args)
     split = split_from_args(args, dataset)
     try:

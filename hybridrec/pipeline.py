@@ -6,7 +6,6 @@ these functions.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import logging
@@ -301,7 +300,8 @@ def fit_hybrid(
         if not kept:
             log.info("The learned gate did not beat the fixed mix on validation (%.4f): "
                      "keeping the fixed mix", gate_fit[1])
-        towers["als"] = _als_tower(model_cfg, every_pair, num_users, num_items, seed, device)
+        towers["als"] = _als_tower(model_cfg, every_pair, num_users, num_items, seed, device,
+                                   warn=False)  # warned about once, at the first fit
         if "lightgcn" in towers:
             towers["lightgcn"], _ = _lightgcn_tower(model_cfg, every_pair, num_users,
                                                     num_items, seed, device, None,
@@ -315,27 +315,14 @@ def fit_hybrid(
 
 def _validation_metric(dataset: Dataset, split: Split, name: str,
                        device: torch.device) -> Callable[[Any], float] | None:
-    """``scorer -> the validation value named`` (``None`` without a validation part)."""
+    """``scorer -> the validation value named`` (``None`` without a validation part); a
+    cut-off larger than the catalogue ranks all of it."""
+    from hybridrec.baselines import validation_metric
+
     if not len(split.valid):
         log.warning("The split has no validation part: training without early stopping")
         return None
-    k = int(name.rsplit("@", 1)[1]) if "@" in name else 20
-    if k > dataset.num_items:  # A catalogue smaller than the cut-off: rank all of it.
-        log.info("valid_metric %s on %d items: using @%d", name, dataset.num_items,
-                 dataset.num_items)
-        k, name = dataset.num_items, f"{name.rsplit('@', 1)[0]}@{dataset.num_items}"
-    run = functools.partial(evaluate, data=dataset, split=split, part="valid", ks=(k,),
-                            device=device)
-
-    def metric(scorer: Any) -> float:
-        values = run(scorer)
-        if name not in values:
-            numeric = sorted(key for key, v in values.items() if isinstance(v, (int, float)))
-            raise ValueError(f"valid_metric {name!r} is not among the validation metrics "
-                             f"({', '.join(numeric)})")
-        return float(values[name])
-
-    return metric
+    return validation_metric(dataset, split, name, device=device)
 
 
 def _with_interactions(graph: HeteroData, pairs: Tensor) -> HeteroData:
@@ -346,11 +333,38 @@ def _with_interactions(graph: HeteroData, pairs: Tensor) -> HeteroData:
     return out
 
 
+def als_collapsed(als: Any) -> bool:
+    """Whether a fitted ALS's factors collapsed to (numerically) zero: a regularisation far
+    too strong for the data (the default, tuned on ml-100k, on a few dozen interactions gives
+    factors of about 1e-10), so that every score is about 0 and ALS ranks nothing."""
+    state = als.state_tensors()
+    largest = max((float(t.abs().max()) for t in state.values() if t.numel()), default=0.0)
+    return largest < 1e-4
+
+
+def _warn_collapsed(als: Any, pairs: Interactions, num_users: int, num_items: int) -> None:
+    """Warn about a collapsed ALS, with the largest regularisation (a power of ten below) that
+    does not collapse on this data."""
+    regularization, fits = als.regularization, None
+    for _ in range(6):
+        regularization /= 10
+        if not als_collapsed(als.clone(regularization=regularization).fit(
+                pairs, num_users, num_items)):
+            fits = regularization
+            break
+    hint = (f"regularization {fits:g} does not: --set model.mf_regularization={fits:g}"
+            if fits is not None else "lower --set model.mf_regularization")
+    log.warning("ALS: regularization %g (tuned on ml-100k) collapses every factor to about 0 on "
+                "this data (%d pairs, %d users, %d items), so ALS ranks nothing; %s",
+                als.regularization, len(pairs), num_users, num_items, hint)
+
+
 def _als_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, seed: int,
                device: torch.device, checkpoint_dir: Path | None = None,
-               resume: bool = False) -> Tower:
+               resume: bool = False, warn: bool = True) -> Tower:
     """ALS with the hybrid's settings on ``pairs``; users and items without a pair get zero
-    rows."""
+    rows. A fit whose factors collapse under the regularisation is warned about
+    (:func:`als_collapsed`)."""
     from hybridrec.baselines import ALS, BaseScorer
 
     saved = None if checkpoint_dir is None else Path(checkpoint_dir) / "als"
@@ -360,6 +374,8 @@ def _als_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, 
         als = ALS(factors=cfg.mf_channels, regularization=cfg.mf_regularization,
                   alpha=cfg.mf_alpha, random_state=seed, device=str(device))
         als.fit(_pairs(pairs), num_users, num_items)
+        if warn and als_collapsed(als):
+            _warn_collapsed(als, _pairs(pairs), num_users, num_items)
         if saved is not None:
             als.save(saved)
     state = als.state_tensors()

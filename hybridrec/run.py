@@ -202,6 +202,15 @@ def _write_json(path: Path, value: Any) -> None:
                     encoding="utf-8")
 
 
+def is_run_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds a hybridrec run (of any format): its ``run.json`` says so."""
+    try:
+        info = json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(info, dict) and str(info.get("format", "")).startswith("hybridrec-run/")
+
+
 def save_run(
     folder: str | os.PathLike[str],
     *,
@@ -220,9 +229,10 @@ def save_run(
     """Write a run folder (see the module docstring), atomically.
 
     The files go to ``<folder>.tmp-<pid>``, which then replaces ``folder``. An existing
-    ``folder`` is moved aside first and deleted after the move, so a kill leaves either the
+    run folder is moved aside first and deleted after the move, so a kill leaves either the
     old run, or the new one, or (in a window of two renames) the old one under
-    ``<folder>.old-<pid>``.
+    ``<folder>.old-<pid>``. Anything else at ``folder`` (a file, a folder with other files)
+    is never replaced: :class:`DataError`.
 
     Args:
         folder: the run folder.
@@ -239,6 +249,12 @@ def save_run(
         updates: ``(json, tensors)`` describing updates after training (default: none).
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(folder, "a run folder to write; it is an existing file, which would be "
+                                "replaced")
+    if folder.is_dir() and any(folder.iterdir()) and not is_run_folder(folder):
+        raise DataError(folder, "a new or empty folder, or a run folder to replace; it holds "
+                                "other files, which would be deleted")
     tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -341,13 +357,14 @@ def _read_ids(path: Path) -> dict[str, IdMap]:
 
 
 def _read_config(path: Path) -> RunConfig:
+    if not path.is_file():
+        raise DataError(path, "a file of the run folder; it does not exist")
     try:
         config = RunConfig.load(path)
-    except FileNotFoundError:
-        raise DataError(path, "a file of the run folder; it does not exist") from None
-    except (ValueError, RecursionError) as err:
-        raise DataError(path, str(err) if isinstance(err, ValueError) else "valid JSON") \
-            from None
+    except ValueError as err:
+        text = str(err)  # "<path>: ..." or "<path>.model.key: ...": the path said once
+        text = text[len(str(path)):].lstrip(".: ") if text.startswith(str(path)) else text
+        raise DataError(path, text) from None
     model = config.model
     # Building the model's skeleton takes time in proportion to these (its weights' shapes
     # are then checked against the file); the bounds are far above any trained setting.

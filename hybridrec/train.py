@@ -19,7 +19,9 @@ import dataclasses
 import io
 import logging
 import multiprocessing
+import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -29,13 +31,14 @@ from typing import Any
 import torch
 
 from hybridrec.cli_args import (
+    BUILTIN_DATASETS,
     add_data_arguments,
     add_split_arguments,
     data_source_from_args,
     load_dataset,
     run_cli,
 )
-from hybridrec.config import RunConfig, apply_overrides
+from hybridrec.config import DataConfig, RunConfig, apply_overrides
 from hybridrec.data.dataset import Dataset
 from hybridrec.data.errors import DataError
 from hybridrec.data.split import Split
@@ -50,7 +53,8 @@ from hybridrec.pipeline import (
     text_features,
     text_only,
 )
-from hybridrec.run import json_ready, save_run
+from hybridrec.baselines.search import capped_metric
+from hybridrec.run import is_run_folder, json_ready, save_run
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +168,26 @@ def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
             train = dataclasses.replace(train, **{name: getattr(args, flag)})
     if args.quiet:
         train = dataclasses.replace(train, show_progress=False)
-    config = RunConfig(data, model, train)
-    return apply_overrides(config, args.set)
+    config = apply_overrides(RunConfig(data, model, train), args.set)
+    return dataclasses.replace(config, data=resolve_paths(config.data))
+
+
+_PATH_OPTIONS = ("items", "users", "kg", "links", "cache_dir")
+
+
+def resolve_paths(data: DataConfig) -> DataConfig:
+    """The data settings with every file path absolute, so that a run's ``config.json``
+    (``--config``) works from any working directory."""
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else str(Path(path).expanduser().resolve())
+
+    source = data.source if data.source in BUILTIN_DATASETS else absolute(data.source)
+    options = {k: absolute(v) if k in _PATH_OPTIONS else v for k, v in data.options.items()}
+    local = data.text_model is not None and Path(data.text_model).expanduser().exists()
+    return dataclasses.replace(
+        data, source=source, options=options, train_file=absolute(data.train_file),
+        valid_file=absolute(data.valid_file), test_file=absolute(data.test_file),
+        text_model=absolute(data.text_model) if local else data.text_model)
 
 
 def _baselines_job(config: dict[str, Any], num_threads: int) -> list[tuple[str, dict, float]]:
@@ -185,11 +207,12 @@ def _gate_text(report: dict[str, float | None]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in report.items() if v is not None)
 
 
-def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool) -> str:
-    """A Markdown table of test metrics, one row per model."""
-    header = ["model", "recall@20", "ndcg@20", "tail recall@20"]
+def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool,
+                 k: int = 20) -> str:
+    """A Markdown table of test metrics at cut-off ``k``, one row per model."""
+    header = ["model", f"recall@{k}", f"ndcg@{k}", f"tail recall@{k}"]
     if cold_split:
-        header.append("cold recall@20 (cold only)")
+        header.append(f"cold recall@{k} (cold only)")
     header.append("seconds")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
@@ -198,16 +221,42 @@ def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool
 
     for name, metrics, seconds in rows:
         test = metrics["test"]
-        cells = [name, fmt(test.get("recall@20")), fmt(test.get("ndcg@20")),
-                 fmt((test.get("by_popularity") or {}).get("tail", {}).get("recall@20"))]
+        cells = [name, fmt(test.get(f"recall@{k}")), fmt(test.get(f"ndcg@{k}")),
+                 fmt((test.get("by_popularity") or {}).get("tail", {}).get(f"recall@{k}"))]
         if cold_split:
-            cells.append(fmt((metrics.get("test_cold_only") or {}).get("recall@20")))
+            cells.append(fmt((metrics.get("test_cold_only") or {}).get(f"recall@{k}")))
         cells.append(f"{seconds:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _capture_logs(quiet: bool) -> tuple[io.StringIO, logging.Handler]:
+def check_out(out: Path) -> None:
+    """Refuse, before anything is trained, an ``--out`` that a run must not replace: an
+    existing file, or a folder holding anything but a hybridrec run (a run folder is replaced
+    atomically, as retraining means)."""
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "a run folder for --out; it is an existing file, which a run "
+                             "would replace. Choose another --out")
+    if out.is_dir() and not is_run_folder(out) and any(out.iterdir()):
+        names = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise DataError(out, f"a new or empty folder, or a run folder to replace, for --out; "
+                             f"it holds other files ({shown}), which a run would delete. "
+                             f"Choose another --out")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise DataError(out, f"a folder path for --out; {parent} is a file")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(out, f"a folder path for --out that can be written; {parent} cannot")
+    ckpt = out.with_name(out.name + ".ckpt")
+    if ckpt.exists() and not ckpt.is_dir():
+        raise DataError(ckpt, "the checkpoint folder of --out; it is an existing file. Choose "
+                              "another --out")
+
+
+def _capture_logs(quiet: bool) -> tuple[io.StringIO, list[logging.Handler]]:
+    """The package's log, into a buffer (the run's ``train.log``) and onto stderr; with
+    ``quiet`` only warnings reach stderr."""
     buffer = io.StringIO()
     handler = logging.StreamHandler(buffer)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -215,9 +264,15 @@ def _capture_logs(quiet: bool) -> tuple[io.StringIO, logging.Handler]:
     package = logging.getLogger("hybridrec")
     package.setLevel(logging.INFO)
     package.addHandler(handler)
+    handlers: list[logging.Handler] = [handler]
     if quiet:
         package.propagate = False
-    return buffer, handler
+        warnings = logging.StreamHandler(sys.stderr)
+        warnings.setFormatter(logging.Formatter("warning: %(message)s"))
+        warnings.setLevel(logging.WARNING)
+        package.addHandler(warnings)
+        handlers.append(warnings)
+    return buffer, handlers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -226,9 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = _given(parser, argv)
     try:
         config = config_from_args(args, given)
-    except ValueError as err:
-        parser.error(str(err))
-    buffer, handler = _capture_logs(args.quiet)
+    except ValueError as err:  # one line, as every bad input: no usage block
+        parser.exit(2, f"error: {err}\n")
+    buffer, handlers = _capture_logs(args.quiet)
     threads = torch.get_num_threads()
     try:
         if config.train.num_threads:
@@ -236,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _train(config, args, buffer)
     finally:
         torch.set_num_threads(threads)
-        logging.getLogger("hybridrec").removeHandler(handler)
+        for handler in handlers:
+            logging.getLogger("hybridrec").removeHandler(handler)
         logging.getLogger("hybridrec").propagate = True
 
 
@@ -246,9 +302,12 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
     device = pick_device(config.train.device)
 
     # 1. Data and split; the CF baselines start at once in a second process (a second core).
+    if args.out is not None:
+        check_out(args.out)  # before anything else: nothing is read, fitted or written
     dataset = load_dataset(config.data.source, config.data.options)
     split = load_split(config, dataset)
     out = args.out or Path("runs") / f"hybrid-{dataset.name}-{split.kind}"
+    check_out(out)
     log.info("Config: %s", config.to_dict())
     # A resumed run must be the interrupted one: same data, split and settings (checked
     # before anything is fitted).
@@ -303,7 +362,9 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
              metrics=metrics, info=json_ready(info), log_text=buffer.getvalue())
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
-    # 4. Baselines on the same split, and the table.
+    # 4. Baselines on the same split, and the table (at 20, or the whole of a smaller
+    # catalogue, as the evaluation ranks it).
+    k = min(20, dataset.num_items)
     rows = [("hybrid", metrics, timings["train"])]
     if baselines is not None:
         t = time.perf_counter()
@@ -317,8 +378,9 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
           f"{len(split.valid)} valid, {len(split.test)} test")
     print(f"model:  {model}")
     print(f"mix:    {scorer}")
+    valid_metric = capped_metric(config.train.valid_metric, dataset.num_items)[0]
     print(f"train:  GNN {len(result.history)} epochs, best epoch {result.best_epoch} (valid "
-          f"{config.train.valid_metric} of the fixed mix {result.best_score:.4f}), device {device}"
+          f"{valid_metric} of the fixed mix {result.best_score:.4f}), device {device}"
           + (f"; LightGCN {fitted.lightgcn_epochs} epochs" if fitted.lightgcn_epochs else ""))
     if fitted.gate is not None:
         gate_fit, fixed = fitted.gate
@@ -333,8 +395,9 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
           + f", all {time.perf_counter() - started:.1f}s")
     print(f"saved:  {out}")
     print()
-    print(f"Test metrics, full ranking over all {dataset.num_items} items:")
-    print(format_table(rows, cold_split))
+    print(f"Test metrics, full ranking over all {dataset.num_items} items"
+          + (f" (cut-off {k}: the catalogue is smaller than 20)" if k < 20 else "") + ":")
+    print(format_table(rows, cold_split, k))
     return 0
 
 

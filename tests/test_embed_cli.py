@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from hybridrec.embed import main
@@ -36,3 +37,14 @@ def test_embed_cli_missing_model_exits_2_with_advice(tmp_path, capsys):
     assert main(argv) == 2
     assert "--text-model /path/to/folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_out_an_existing_file_is_refused_before_embedding(tmp_path):
+    from hybridrec.data.errors import DataError
+
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine")
+    with pytest.raises(DataError, match="notes.txt: an output folder for --out; it is an "
+                                        "existing file"):
+        main(["--interactions", "kg/examples/interactions.csv", "--out", str(mine)])
+    assert mine.read_text() == "mine"

@@ -82,12 +82,26 @@ def test_metrics_are_strict_json_with_lower_case_keys(fitted, tmp_path):
 
 
 def test_saving_over_an_old_run_replaces_it(fitted, tmp_path):
-    folder = tmp_path / "run"
-    folder.mkdir()
+    folder = _save(fitted, tmp_path / "run")
     (folder / "stale.txt").write_text("old")
     _save(fitted, folder)
     assert not (folder / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_saving_never_replaces_what_is_not_a_run(fitted, tmp_path):
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(DataError, match="holds other files"):
+        _save(fitted, mine)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    a_file = tmp_path / "report.txt"
+    a_file.write_text("mine")
+    with pytest.raises(DataError, match="an existing file"):
+        _save(fitted, a_file)
+    assert a_file.read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "report.txt"]
 
 
 def test_loading_a_broken_folder_names_the_file(fitted, tmp_path):

@@ -1,5 +1,6 @@
 """``python -m hybridrec.train`` on the tiny example data: table, run folder, flags -> config."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,14 +30,19 @@ def test_trains_saves_and_prints_the_table_with_baselines(tmp_path, capsys):
     printed = capsys.readouterr().out
     for row in ("| hybrid |", "| BPR-MF |", "| ALS |", "| LightGCN |"):
         assert row in printed
-    assert "recall@20" in printed and "mix:    Mix(gnn 0.333, als 0.333, lightgcn 0.333" in printed
+    # 13 items: the table is at the cut-off the evaluation used, and filled.
+    assert "| model | recall@13 | ndcg@13 |" in printed and "cut-off 13" in printed
+    assert "| hybrid | -" not in printed
+    assert "mix:    Mix(gnn 0.333, als 0.333, lightgcn 0.333" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"test", "valid", "gate"} <= set(metrics)
     assert {"recall@10", "ndcg@10", "by_popularity", "cold"} <= set(metrics["test"])
     assert metrics["gate"] is None  # the fixed mix by default
     config = RunConfig.load(out / "config.json")
     assert config.data.ratios == (0.6, 0.2, 0.2) and config.train.epochs == 2
-    assert config.data.options["kg"] == f"{EXAMPLES}/graph.ttl"
+    # Paths are stored resolved: the config works from any working directory.
+    assert config.data.options["kg"] == str(Path(f"{EXAMPLES}/graph.ttl").resolve())
+    assert config.data.source == str(Path(f"{EXAMPLES}/interactions.csv").resolve())
     assert not (tmp_path / "run.ckpt").exists()
     assert "epoch 1" in (out / "train.log").read_text()
 
@@ -102,7 +108,7 @@ def test_cold_item_split_reports_cold_ranking_and_text_only(tmp_path, capsys):
     assert main(DATA + SMALL + ["--split", "cold-items", "--cold-fraction", "0.3",
                                 "--no-baselines", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| text-only |" in printed and "cold recall@20 (cold only)" in printed
+    assert "| text-only |" in printed and "cold recall@13 (cold only)" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_cold_only"]["item_subset"] == "cold"
 
@@ -169,3 +175,87 @@ def test_a_catalogue_smaller_than_the_cut_off_trains_with_the_default_metric(tmp
                         "model.hidden_channels=8", "--set", "model.mf_lightgcn_epochs=5",
                         "--out", str(out)]) == 0
     assert load_run(out).config.train.valid_metric == "ndcg@20"
+
+
+def test_the_readme_example_trains_with_default_settings_and_fills_the_table(tmp_path, capsys):
+    """The example data with its data flags and nothing else (baselines included): the
+    cut-offs fit the 13 items, the table is filled, and the ALS collapse is named once."""
+    out = tmp_path / "example"
+    assert main(DATA + ["--quiet", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    rows = [line for line in captured.out.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| model | recall@13 | ndcg@13 | tail recall@13 |")
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| hybrid", "| BPR-MF", "| ALS",
+                                                       "| LightGCN"]
+    assert all(" - " not in row for row in rows)
+    assert "valid ndcg@13 of the fixed mix" in captured.out
+    # Regularization 20 (tuned on ml-100k) collapses ALS here: said once, with a value that
+    # does not collapse.
+    assert captured.err.count("ALS: regularization 20") == 1
+    assert "--set model.mf_regularization=2" in captured.err
+
+
+def _cli(argv, capsys):
+    """``python -m hybridrec.train`` in this process: the exit code and stderr."""
+    from hybridrec.cli_args import run_cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: ["--config", str(tmp / "missing.json")],
+     "missing.json: expected a config file (a run's config.json); it does not exist"),
+    (lambda tmp: ["--config", str(tmp)], "it is a folder"),
+    (lambda tmp: (tmp / "bad.json").write_bytes(b"\xff\xfe") and
+     ["--config", str(tmp / "bad.json")], "expected a UTF-8 JSON config file"),
+    (lambda tmp: (tmp / "list.json").write_text("[1]") and
+     ["--config", str(tmp / "list.json")], "expected a JSON object with sections"),
+])
+def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, capsys, make, message):
+    code, err = _cli(DATA + SMALL + make(tmp_path), capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert message in err and "Traceback" not in err
+
+
+def test_out_never_replaces_a_file_or_a_folder_that_is_not_a_run(tmp_path, capsys):
+    mine = tmp_path / "report.txt"
+    mine.write_text("my report")
+    code, err = _cli(DATA + SMALL + ["--no-baselines", "--out", str(mine)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "report.txt: a run folder for --out; it is an existing file" in err
+    folder = tmp_path / "thesis"
+    folder.mkdir()
+    (folder / "chapter1.tex").write_text("years of work")
+    code, err = _cli(DATA + SMALL + ["--no-baselines", "--out", str(folder)], capsys)
+    assert code == 2 and "it holds other files (chapter1.tex)" in err
+    # Untouched, and nothing written beside them (refused before training).
+    assert mine.read_text() == "my report"
+    assert [p.name for p in folder.iterdir()] == ["chapter1.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.txt", "thesis"]
+    # A run folder is retrained in place, and an empty folder is fine.
+    run = tmp_path / "run"
+    for _ in range(2):
+        assert main(DATA + SMALL + ["--no-text", "--no-baselines", "--out", str(run)]) == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(DATA + SMALL + ["--no-text", "--no-baselines", "--out", str(empty)]) == 0
+
+
+def test_a_bad_input_from_the_real_command_is_one_line_and_exit_2(tmp_path):
+    """The installed entry point, end to end: no traceback, one line, code 2."""
+    import subprocess
+    import sys
+
+    mine = tmp_path / "existing.txt"
+    mine.write_text("keep")
+    proc = subprocess.run([sys.executable, "-m", "hybridrec.train", *DATA, "--out", str(mine)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ,
+                               "HYBRIDREC_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"error: {mine}: a run folder for --out; it is an "
+                                        f"existing file, which a run would replace. Choose "
+                                        f"another --out"]
+    assert mine.read_text() == "keep"

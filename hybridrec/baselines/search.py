@@ -30,21 +30,48 @@ log = logging.getLogger(__name__)
 FitFn = Callable[[BaseScorer, Callback | None], BaseScorer]
 
 
+def capped_metric(metric: str, num_items: int) -> tuple[str, int]:
+    """``(name, k)`` of a validation metric such as ``"ndcg@20"`` on a catalogue of
+    ``num_items``: a cut-off larger than the catalogue ranks all of it (``"ndcg@13"``), as the
+    final evaluation does."""
+    base, sep, cut = metric.rpartition("@")
+    if not sep:
+        return metric, min(20, num_items)
+    try:
+        k = int(cut)
+    except ValueError:
+        raise ValueError(f"valid_metric {metric!r}: expected a name and a cut-off such as "
+                         f"ndcg@20") from None
+    if k < 1:
+        raise ValueError(f"valid_metric {metric!r}: the cut-off must be at least 1")
+    if k > num_items:
+        log.info("valid_metric %s on %d items: using @%d", metric, num_items, num_items)
+        return f"{base}@{num_items}", num_items
+    return metric, k
+
+
 def validation_metric(
     data: Dataset | tuple[int, int], split: Split, metric: str = "ndcg@20", **kwargs: Any
 ) -> Callable[[Scorer], float]:
-    """``scorer -> metric`` on the validation part, with the one evaluator.
+    """``scorer -> metric`` on the validation part, with the one evaluator; a cut-off larger
+    than the catalogue is capped to it (:func:`capped_metric`).
 
     Args:
         data / split: as for :func:`~hybridrec.evaluation.evaluate`.
         metric: a key of its result (default: ``"ndcg@20"``).
         **kwargs: more :func:`~hybridrec.evaluation.evaluate` arguments (``ks`` is derived).
     """
-    k = int(metric.split("@")[1]) if "@" in metric else 20
-    ks = sorted({k, *kwargs.pop("ks", ())})
+    num_items = data.num_items if isinstance(data, Dataset) else int(data[1])
+    metric, k = capped_metric(metric, num_items)
+    ks = sorted({k, *(min(int(x), num_items) for x in kwargs.pop("ks", ()))})
 
     def score(scorer: Scorer) -> float:
-        return float(evaluate(scorer, data, split, part="valid", ks=ks, **kwargs)[metric])
+        values = evaluate(scorer, data, split, part="valid", ks=ks, **kwargs)
+        if metric not in values:
+            numeric = sorted(key for key, v in values.items() if isinstance(v, (int, float)))
+            raise ValueError(f"valid_metric {metric!r} is not among the validation metrics "
+                             f"({', '.join(numeric)})")
+        return float(values[metric])
 
     return score
 
