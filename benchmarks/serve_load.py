@@ -121,6 +121,14 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(c) for c in children)
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all processes of the machine spent so far (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 # ---------------------------------------------------------------------------- the requests
 class Requests:
     """Draws requests: ``(endpoint label, method, path, headers, body)``."""
@@ -275,7 +283,8 @@ def table(result: dict) -> str:
              f"{result['throughput_rps']} req/s; statuses {result['statuses']}; "
              f"server RSS {result['rss_mb']['before']} -> {result['rss_mb']['after']} MB "
              f"(max {result['rss_mb']['max']}, {result['rss_mb']['change_pct']:+.1f} %); "
-             f"CPU s: server {result['cpu_s']['server']}, clients {result['cpu_s']['clients']}",
+             f"CPU s: server {result['cpu_s']['server']}, clients {result['cpu_s']['clients']}, "
+             f"other processes {result['cpu_s']['others']}",
              "", "| endpoint | requests | p50 ms | p99 ms | max ms | statuses |",
              "|---|---|---|---|---|---|"]
     for label, e in result["endpoints"].items():
@@ -318,9 +327,10 @@ def run_load(run: Path, clients: int, seconds: float, malformed: float, max_requ
                 sampler.cancel()
                 return elapsed
 
-            cpu = (cpu_seconds(server.pid), time.process_time())
+            cpu = (cpu_seconds(server.pid), time.process_time(), machine_busy_seconds())
             elapsed = asyncio.run(measured())
-            cpu = (cpu_seconds(server.pid) - cpu[0], time.process_time() - cpu[1])
+            cpu = (cpu_seconds(server.pid) - cpu[0], time.process_time() - cpu[1],
+                   machine_busy_seconds() - cpu[2])
             after = rss_bytes(server.pid)
             with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=10) as r:
                 health = json.loads(r.read())
@@ -336,7 +346,10 @@ def run_load(run: Path, clients: int, seconds: float, malformed: float, max_requ
               "rss_mb": {"before": round(before / 2**20, 1), "after": round(after / 2**20, 1),
                          "max": round(max(samples) / 2**20, 1),
                          "change_pct": round(100 * (after - before) / before, 2)},
-              "cpu_s": {"server": round(cpu[0], 1), "clients": round(cpu[1], 1)},
+              # CPU seconds during the measured run: the server, the clients, and everything
+              # else on the machine (other jobs share its cores).
+              "cpu_s": {"server": round(cpu[0], 1), "clients": round(cpu[1], 1),
+                        "others": round(max(0.0, cpu[2] - cpu[0] - cpu[1]), 1)},
               "journal_updates": health["journal_updates"]}
     return result
 

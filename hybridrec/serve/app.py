@@ -308,6 +308,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
+        if err.status_code == 400:  # a body FastAPI could not parse: bad UTF-8, too deep
+            return _error(400, "body", f"body: not readable as JSON ({err.detail})")
         field = "path" if err.status_code in (404, 405) else None
         message = f"{request.method} {request.url.path}: {err.detail}"
         return _error(err.status_code, field, message, getattr(err, "headers", None))
