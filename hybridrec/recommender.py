@@ -594,10 +594,13 @@ class Recommender:
         facts: list[list[tuple[int, tuple[str, int], bool]]] = [[] for _ in new_ids]
         skipped: list[str] = []
         for row, other, relation, outgoing in _mini_facts(mini):
-            self._attach(row, other, relation, outgoing, in_edges, facts, skipped)
+            self._attach(row, other, relation, outgoing, in_edges, facts, skipped,
+                         {item_id: r for r, item_id in enumerate(new_ids)})
         # 4. The GNN over the new nodes; the other scorers know nothing of them (zeros).
         n = len(new_ids)
-        edges = {e: torch.tensor(v, dtype=torch.long).t().to(self.device)
+        # Once per pair, as in the training graph: a KG that states a relation and its
+        # inverse names each pair twice, and both land on the same (aliased) edge type.
+        edges = {e: torch.tensor(sorted(set(v)), dtype=torch.long).t().to(self.device)
                  for e, v in in_edges.items()}
         with torch.no_grad():
             h0 = self.model.gnn.text_input("item", x, n)
@@ -614,7 +617,7 @@ class Recommender:
         self._updates["items"].append({
             "rows": frame.to_dict(orient="records"), "triples": [list(t) for t in triples],
             "links": links, "entity_text": dict(entity_text or {})})
-        attached = sum(len(v) for v in in_edges.values())
+        attached = sum(int(v.size(1)) for v in edges.values())
         if skipped:
             log.info("add_items: %d edges attached, %d skipped (%s)", attached, len(skipped),
                      "; ".join(skipped[:5]))
@@ -636,14 +639,18 @@ class Recommender:
         return out
 
     def _attach(self, row: int, other: tuple[str, str], relation: str, outgoing: bool,
-                in_edges: dict, facts: list, skipped: list[str]) -> None:
+                in_edges: dict, facts: list, skipped: list[str], batch: dict[str, int]
+                ) -> None:
         """Attach one fact of new item ``row``: the edge type the item receives messages on
         (the reverse of an outgoing relation), if the model has it and the other end is a
-        node of the training graph."""
+        node of the training graph or another item of this batch (``batch``: id -> row)."""
         data, (kind, raw) = self.dataset, other
         rel = data.relations.index(relation)
         name = self._relation_names[rel]
-        if kind == "item":
+        if kind == "item" and raw in batch:
+            # Another new item: fold-in reads its state as row num_items + its row.
+            other_type, graph_index, fact_node = "item", self.num_items + batch[raw], None
+        elif kind == "item":
             node = self.item_ids.get(raw)
             if node < 0 or node >= self._base_items:
                 skipped.append(f"{relation} -> {raw}: not an item of the training graph")
@@ -667,7 +674,8 @@ class Recommender:
             other_type, fact_node = "entity", ("entity", entity)
         forward = ("item", name, other_type) if outgoing else (other_type, name, "item")
         edge_type = reverse_edge_type(forward) if outgoing else forward
-        facts[row].append((rel, fact_node, not outgoing))
+        if fact_node is not None:  # Paths run through the catalogue known before.
+            facts[row].append((rel, fact_node, not outgoing))
         edge_type = self._edge_aliases.get(edge_type, edge_type)
         if edge_type not in self.model.gnn.edge_types:
             skipped.append(f"{relation} -> {raw}: edge type {edge_type} not in the model")

@@ -140,6 +140,26 @@ def test_add_items_makes_a_new_film_rankable_and_explainable(rec, tmp_path):
     torch.testing.assert_close(again.mix.towers["gnn"].item, rec.mix.towers["gnn"].item)
 
 
+def test_an_added_copy_of_a_film_is_that_film_without_its_interactions(rec):
+    """add_items attaches exactly the KG and attribute edges training gave the film and
+    renders the same text: the copy's GNN vector is the film's, folded without its users."""
+    godfather = rec.item_ids.index("m02")
+    row = {"item_id": "m02-copy", "title": "The Godfather", "year": "1972",
+           "genre": "Crime|Drama", "iri": "http://example.org/kg/the_godfather"}
+    rec.add_items([row])
+    copy = rec.item_ids.index("m02-copy")
+    content = {e: ei[:, ei[1] == godfather] for e, ei in rec._edges.items()
+               if e[2] == "item" and e[0] != "user"}
+    content = {e: torch.stack([torch.zeros_like(ei[0]), ei[0]]) for e, ei in content.items()}
+    assert sum(ei.size(1) for ei in content.values()) >= 4  # director, actors, genres
+    h0 = rec.model.gnn.text_input("item", rec._x_dict["item"][godfather:godfather + 1], 1)
+    expected = rec.model.gnn.fold_in("item", h0, content, rec._layers)[0]
+    tower = rec.mix.towers["gnn"].item
+    torch.testing.assert_close(rec._gnn_items()[copy], expected, rtol=1e-5, atol=1e-5)
+    text = rec._text_columns
+    torch.testing.assert_close(tower[copy, text], tower[godfather, text], rtol=1e-4, atol=1e-4)
+
+
 def test_failed_add_items_changes_nothing(rec):
     before = (rec.num_items, rec.mix.towers["gnn"].item.clone())
     bad_calls = [

@@ -429,7 +429,9 @@ class HeteroGNN(torch.nn.Module):
             node_type: the type of the ``N`` nodes.
             h0: their input states ``[N, H]`` (see :meth:`text_input`).
             in_edges: per edge type ``(src, rel, node_type)``, ``[2, E]`` pairs of
-                (row in ``0..N-1``, source node index).
+                (row in ``0..N-1``, source node index). A source index ``M + j`` past the
+                ``M`` trained nodes of ``node_type`` names new row ``j``: new nodes that link
+                to each other (a sequel added with its film) read each other's states.
             layers: the trained graph's per-layer states.
             return_layers: return the nodes' per-layer states instead of their mean
                 (default: :obj:`False`).
@@ -448,7 +450,10 @@ class HeteroGNN(torch.nn.Module):
                     continue
                 r = self.edge_types.index(edge_type)
                 row, src = pairs[0], pairs[1]
-                x = layers[k][edge_type[0]].index_select(0, src)  # [E, H]
+                table = layers[k][edge_type[0]]
+                if edge_type[0] == node_type and int(src.max()) >= table.size(0):
+                    table = torch.cat([table, h])
+                x = table.index_select(0, src)  # [E, H]
                 total = x.new_zeros(n, x.size(1)).index_add_(0, row, x)
                 count = torch.bincount(row, minlength=n).clamp_(min=1).unsqueeze(-1)
                 msg = msg + (total / count) @ conv.weight[r]  # mean within the relation

@@ -75,6 +75,28 @@ def test_fold_in_of_every_item_equals_the_forward_pass(graph):
     torch.testing.assert_close(folded, z, rtol=1e-5, atol=1e-5)
 
 
+def test_new_nodes_linked_to_each_other_read_each_others_states(graph):
+    """Fold-in of every item at once, item -> item sources named as new rows (``M + j``):
+    the new rows' states are then the trained ones, so the result is the forward pass."""
+    linked = graph.clone()
+    n = graph["item"].num_nodes
+    sequel = torch.stack([torch.arange(n), (torch.arange(n) + 1) % n])  # a ring of items
+    linked["item", "sequel", "item"].edge_index = sequel
+    torch.manual_seed(0)
+    model = GNNScorer.from_config(ModelConfig(hidden_channels=8), linked).eval()
+    x, edges = _inputs(linked)
+    ui = edges[INTERACTS]
+    cold = {"user": torch.bincount(ui[0], minlength=graph["user"].num_nodes) == 0,
+            "item": torch.bincount(ui[1], minlength=n) == 0}
+    with torch.no_grad():
+        layers = model.gnn.layer_outputs(x, edges, cold)
+        z = model.gnn(x, edges, cold)["item"]
+        in_edges = {e: torch.stack([ei[1], ei[0] + (n if e[0] == "item" else 0)])
+                    for e, ei in edges.items() if e[2] == "item"}
+        folded = model.gnn.fold_in("item", layers[0]["item"], in_edges, layers)
+    torch.testing.assert_close(folded, z, rtol=1e-5, atol=1e-5)
+
+
 def test_a_graph_without_interactions_is_rejected(graph):
     metadata = (graph.node_types, [e for e in graph.edge_types if e != INTERACTS])
     with pytest.raises(ValueError, match="no \\('user', 'interacts', 'item'\\)"):
