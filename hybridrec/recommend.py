@@ -7,6 +7,7 @@ Examples::
     python -m hybridrec.recommend RUN --text "space opera with big battles"
     python -m hybridrec.recommend RUN --similar 50
     python -m hybridrec.recommend RUN --add-items new.csv --kg new.ttl   # updates RUN
+    python -m hybridrec.recommend RUN --add-interactions events.csv     # updates RUN
 
 A readable table by default (title, score, a short reason with ``--explain``); JSON with
 ``--json``. Every call is one method of :class:`~hybridrec.Recommender`.
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--add-items", metavar="CSV", type=Path,
                       help="add the items of this CSV (same columns as the training items) "
                            "to the run folder, without retraining")
+    what.add_argument("--add-interactions", metavar="CSV", type=Path,
+                      help="add the (user_id, item_id) rows of this CSV to the run folder, "
+                           "without retraining (new user ids become users)")
     parser.add_argument("--kg", type=Path, help="with --add-items: an RDF file of their KG "
                                                 "triples (Turtle, N-Triples, RDF/XML, JSON-LD)")
     parser.add_argument("-k", type=int, default=10, help="list length (default: 10)")
@@ -69,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rec = Recommender.load(args.run)
     if args.add_items is not None:
         return _add_items(rec, args)
+    if args.add_interactions is not None:
+        return _add_interactions(rec, args)
     if args.kg is not None:
         raise ValueError("--kg goes with --add-items")
     if args.user is not None:
@@ -121,6 +127,22 @@ def _add_items(rec, args: argparse.Namespace) -> int:
               f"{added.edges} graph edges to {args.run}"
               + (f"; {len(added.skipped)} edges skipped: " + "; ".join(added.skipped)
                  if added.skipped else ""))
+    return 0
+
+
+def _add_interactions(rec, args: argparse.Namespace) -> int:
+    from hybridrec.data.tabular import read_table
+
+    frame = read_table(args.add_interactions, "an interactions table",
+                       required=("user_id", "item_id"))
+    pairs = list(zip(frame["user_id"].astype(str), frame["item_id"].astype(str)))
+    users = rec.add_interactions(pairs)
+    rec.save(args.run)
+    if args.json:
+        print(json.dumps({"interactions": len(pairs), "users": users, "run": str(args.run)},
+                         indent=1, ensure_ascii=False))
+    else:
+        print(f"added {len(pairs)} interactions of {len(users)} users to {args.run}")
     return 0
 
 

@@ -232,6 +232,13 @@ def test_cli_recommend_history_text_similar_and_add_items(run_folder, tmp_path, 
     assert recommend_main([str(run), "--similar", "m14", "-k", "2"]) == 0
     assert "Items similar to m14" in capsys.readouterr().out
     assert "m14" in Recommender.load(run).item_ids
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id\nnewcomer,m14\nnewcomer,m01\n")
+    assert recommend_main([str(run), "--add-interactions", str(events), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["users"] == ["newcomer"]
+    assert recommend_main([str(run), "--user", "newcomer", "-k", "2", "--json"]) == 0
+    ranking = json.loads(capsys.readouterr().out)["items"]
+    assert len(ranking) == 2 and not {"m14", "m01"} & {r["item_id"] for r in ranking}
 
 
 def test_cli_unknown_user_is_a_clear_error(run_folder, capsys):
