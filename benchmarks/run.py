@@ -1,4 +1,5 @@
-"""``python -m benchmarks.run``: every model on the same split(s), one evaluator, one table.
+"""``python -m benchmarks.run`` (from the checkout's root) or ``python benchmarks/run.py`` (from
+any directory, with the script's path): every model on the same split(s), one evaluator, one table.
 
 By default: ml-100k, the random 8:1:1 split AND the cold-item split (10% of items held out),
 every registered model (``pop, itemknn, bpr_mf, als, lightgcn, text_only`` plus extensions),
@@ -14,6 +15,13 @@ far (monotone, includes earlier models). On CUDA, ``cuda_peak_mb`` is
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script (python path/to/benchmarks/run.py, from any directory): the checkout's
+    # root goes on the path, so that the benchmarks package imports.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # Shared or oversubscribed CPUs: spinning OpenMP workers stall each other badly (measured 10-50x
 # slower small ops here); passive waiting costs nothing when the cores are free.
@@ -23,12 +31,10 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
-import sys  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402

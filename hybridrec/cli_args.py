@@ -101,11 +101,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="items column holding each item's KG entity IRI (instead of --links)")
     group.add_argument("--columns", metavar="OLD=NEW,...", type=_columns_type, default=None,
                        help="rename columns of your files, e.g. movieId=item_id,userId=user_id")
-    for who in ("item", "user"):
+    for who, text, categorical in (("item", "title,year", "genre"),
+                                   ("user", "age", "gender,occupation")):
         group.add_argument(f"--{who}-text", metavar="COL,...", type=_names, default=None,
-                           help=f"{who} columns holding free text for the text encoder")
+                           help=f"{who} columns holding free text for the text encoder "
+                                f"(e.g. {text})")
         group.add_argument(f"--{who}-categorical", metavar="COL,...", type=_names, default=None,
-                           help=f"{who} columns whose values become KG entities (e.g. genre)")
+                           help=f"{who} columns whose values become KG entities "
+                                f"(e.g. {categorical})")
     group.add_argument("--separator", metavar="SEP", default=None,
                        help="splits multi-valued categorical cells such as Crime|Drama "
                             "(default: '|'); the field delimiter follows the file extension "

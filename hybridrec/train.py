@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="learn the gate that mixes the scorers (default: a fixed mix, "
                             "each scorer weighed alike)")
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=int, help="maximum epochs (default: 60)")
+    train.add_argument("--epochs", type=int,
+                       help="maximum epochs of the GNN, the scorer trained by gradient (default: "
+                            "60); the LightGCN and the learned gate have their own bounds "
+                            "(--set model.mf_lightgcn_epochs=300, --set train.gate_epochs=10)")
     train.add_argument("--batch-size", type=int, help="positive pairs per step (default: 4096)")
     train.add_argument("--lr", type=float, help="Adam learning rate")
     train.add_argument("--loss", choices=("softmax", "bpr"), help="ranking loss")

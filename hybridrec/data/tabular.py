@@ -35,10 +35,13 @@ _KG_COLUMNS = ("head_id", "relation_id", "tail_id")
 _PathLike = str | PathLike[str]
 
 
-def _describe_mapping(columns: Mapping[str, str]) -> str:
+def _describe_mapping(columns: Mapping[str, str], wanted: str = "<name>") -> str:
+    """The column mapping in use, or how to give one: the command-line flag first (the
+    loaders serve the CLIs and Python alike)."""
     if not columns:
-        return "no column mapping given (pass columns={'<file column>': '<name>'})"
-    return f"column mapping {dict(columns)}"
+        return (f"no column mapping given (rename a file column: --columns "
+                f"<file column>={wanted}; in Python columns={{'<file column>': {wanted!r}}})")
+    return f"column mapping {','.join(f'{k}={v}' for k, v in columns.items())}"
 
 
 def read_table(
@@ -105,7 +108,7 @@ def read_table(
     for name in required:
         if name not in renamed:
             raise DataError(path, f"a column {name!r} in {what}; columns found: {header}; "
-                                  f"{_describe_mapping(columns)}", line=1, field=name)
+                                  f"{_describe_mapping(columns, name)}", line=1, field=name)
     if not rows:
         raise DataError(path, f"{what} with at least one data row below the header, got none")
     table = pd.DataFrame(rows, columns=renamed, dtype=object)

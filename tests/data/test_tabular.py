@@ -98,10 +98,11 @@ def test_missing_or_misnamed_columns_list_what_was_found(tmp_path):
     inter = write(tmp_path, "inter.csv", "customer,isbn\n1,2\n")
     with pytest.raises(DataError, match=r"inter\.csv line 1, column 'user_id': a column 'user_id' in an "
                                         r"interactions table; columns found: \['customer', 'isbn'\]; "
-                                        r"no column mapping given"):
+                                        r"no column mapping given \(rename a file column: "
+                                        r"--columns <file column>=user_id"):
         load_csv(inter)
     with pytest.raises(DataError, match=r"column 'item_id'.*columns found: \['customer', 'isbn'\]; "
-                                        r"column mapping \{'customer': 'user_id'\}"):
+                                        r"column mapping customer=user_id"):
         load_csv(inter, columns={"customer": "user_id"})
     with pytest.raises(DataError, match=r"inter\.csv: every key of the column mapping to name a file "
                                         r"column; \['stars'\] match none"):
