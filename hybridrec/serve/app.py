@@ -155,9 +155,11 @@ def app_from_environment() -> FastAPI:
 
 def _add_routes(app: FastAPI, live: LiveRecommender, metrics: Metrics) -> None:
     # Calls of a millisecond or less run on the event loop: no thread hop, no contention for
-    # the GIL. Slower calls (explanations, the text encoder) run one at a time in a thread,
-    # and so do updates, so that they hold up the loop's fast calls only between GIL
-    # switches; the loop waits only while an update changes the Recommender.
+    # the GIL. Slower calls run one at a time in a thread per queue (explanations; sentences,
+    # mostly in torch, which lets go of the GIL; updates), so that they hold up the loop's
+    # fast calls only between GIL switches, and a sentence does not queue behind a list of
+    # explanations. The loop waits only while an update changes the Recommender; an update
+    # waits for the reads in progress.
     async def fast(work):
         with live.reading(impatient=True) as rec:
             return work(rec)
@@ -172,7 +174,7 @@ def _add_routes(app: FastAPI, live: LiveRecommender, metrics: Metrics) -> None:
 
     limiters: dict[str, anyio.CapacityLimiter] = {}
 
-    async def slow(call, *args, queue: str = "slow"):
+    async def slow(call, *args, queue: str = "explanations"):
         if queue not in limiters:  # made on the event loop, as older anyio needs
             limiters[queue] = anyio.CapacityLimiter(1)
         return await anyio.to_thread.run_sync(call, *args, limiter=limiters[queue])
@@ -205,7 +207,7 @@ def _add_routes(app: FastAPI, live: LiveRecommender, metrics: Metrics) -> None:
             if not body.text.strip():
                 raise ApiError(422, "text", "text: expected a sentence, got only spaces")
             return JSONResponse(await slow(encode, lambda rec: rec.recommend_for_text(
-                body.text, k=body.k).to_dict()))
+                body.text, k=body.k).to_dict(), queue="sentences"))
 
         def by_history(rec) -> dict:
             for n, item in enumerate(body.history):
