@@ -317,6 +317,7 @@ def _stop(server: subprocess.Popen) -> None:
 
 @pytest.fixture
 def server(run):
+    pytest.importorskip("uvicorn")
     port = _free_port()
     process = _start(run, port)
     yield f"http://127.0.0.1:{port}", process, run
