@@ -5,14 +5,15 @@ these functions.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,8 @@ class HybridFit:
         gate: the gate's history and the fixed mix's validation score (``None`` without).
         gate_kept: whether validation kept the trained gate (else the mix is the fixed one).
         lightgcn_epochs: the LightGCN's epochs (0 without).
+        seconds: wall time of each phase: ``graph``, ``als``, ``lightgcn``, ``gnn`` (its
+            epochs and their validation), ``gate``, ``refit`` (the final fits on every pair).
     """
 
     gnn: GNNScorer
@@ -189,6 +192,17 @@ class HybridFit:
     gate: tuple[TrainResult, float] | None = None
     gate_kept: bool = False
     lightgcn_epochs: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the wall time of the block to ``seconds[phase]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - start
 
 
 def fit_hybrid(
@@ -233,13 +247,17 @@ def fit_hybrid(
         check_checkpoint(checkpoint_dir, config, dataset, split, resume)
 
     # 1. The graph.
+    seconds: dict[str, float] = {}
     text = features if model_cfg.use_text else None
-    graph = build_graph(dataset, split.train,
-                        **({} if text is None else {"user_x": text.user, "item_x": text.item,
-                                                    "entity_x": text.entity}))
-    graph = prepare_graph(graph, entity_has_text=None if text is None else text.entity_has_text,
-                          use_text=model_cfg.use_text, use_kg=model_cfg.use_kg,
-                          prune_leaf_entities=model_cfg.prune_leaf_entities)
+    with _timed(seconds, "graph"):
+        graph = build_graph(dataset, split.train,
+                            **({} if text is None else {"user_x": text.user,
+                                                        "item_x": text.item,
+                                                        "entity_x": text.entity}))
+        graph = prepare_graph(graph,
+                              entity_has_text=None if text is None else text.entity_has_text,
+                              use_text=model_cfg.use_text, use_kg=model_cfg.use_kg,
+                              prune_leaf_entities=model_cfg.prune_leaf_entities)
     generator = seed_everything(train_cfg.seed)
     # Built first, so that its initial weights depend on the seed alone, not on which other
     # scorers were fitted before it (ablations then start the GNN from the same weights).
@@ -263,12 +281,14 @@ def fit_hybrid(
     towers: dict[str, Tower] = {}
     lightgcn_epochs = 0
     if model_cfg.use_mf:
-        towers["als"] = _als_tower(model_cfg, fit_pairs, num_users, num_items, seed, device,
-                                   checkpoint_dir, resume)
+        with _timed(seconds, "als"):
+            towers["als"] = _als_tower(model_cfg, fit_pairs, num_users, num_items, seed,
+                                       device, checkpoint_dir, resume)
         if model_cfg.mf_lightgcn_channels:
-            towers["lightgcn"], lightgcn_epochs = _lightgcn_tower(
-                model_cfg, fit_pairs, num_users, num_items, seed, device, metric,
-                checkpoint_dir, resume)
+            with _timed(seconds, "lightgcn"):
+                towers["lightgcn"], lightgcn_epochs = _lightgcn_tower(
+                    model_cfg, fit_pairs, num_users, num_items, seed, device, metric,
+                    checkpoint_dir, resume)
     user_degree = degree(fit_pairs[0], num_users)
     item_degree = degree(fit_pairs[1], num_items)
 
@@ -280,37 +300,41 @@ def fit_hybrid(
     validate = None if metric is None else (lambda tower: metric(mix_with(tower)))
     negatives = train_cfg.negatives
     warm = negatives == "warm" or (negatives == "auto" and len(split.cold_items) > 0)
-    result = train_gnn(gnn, fit_graph, validate=validate, generator=generator, device=device,
-                       checkpoint_dir=checkpoint_dir, resume=resume, warm_negatives=warm,
-                       **train_kwargs(train_cfg))
-    mix = mix_with(TrainedGNN(gnn, *graph_inputs(fit_graph, device)).tower())
+    with _timed(seconds, "gnn"):
+        result = train_gnn(gnn, fit_graph, validate=validate, generator=generator,
+                           device=device, checkpoint_dir=checkpoint_dir, resume=resume,
+                           warm_negatives=warm, **train_kwargs(train_cfg))
+        mix = mix_with(TrainedGNN(gnn, *graph_inputs(fit_graph, device)).tower())
 
     # 5. The optional gate, then the final refit on every pair.
     gate_fit, kept = None, False
     if use_gate:
         gate = ScoreGate(3, model_cfg.gate_hidden, mix.fixed_gate).to(device)
         mix = mix_with(mix.towers["gnn"], gate)
-        gate_fit = train_gate(mix, held_out, every_pair, validate=metric,
-                              epochs=train_cfg.gate_epochs,
-                              lr=train_cfg.lr * train_cfg.gate_lr_scale,
-                              num_negatives=train_cfg.num_negatives,
-                              cold_start_fraction=train_cfg.cold_start_fraction,
-                              generator=generator, show_progress=train_cfg.show_progress)
+        with _timed(seconds, "gate"):
+            gate_fit = train_gate(mix, held_out, every_pair, validate=metric,
+                                  epochs=train_cfg.gate_epochs,
+                                  lr=train_cfg.lr * train_cfg.gate_lr_scale,
+                                  num_negatives=train_cfg.num_negatives,
+                                  cold_start_fraction=train_cfg.cold_start_fraction,
+                                  generator=generator, show_progress=train_cfg.show_progress)
         kept = gate_fit[0].best_epoch > 0
         if not kept:
             log.info("The learned gate did not beat the fixed mix on validation (%.4f): "
                      "keeping the fixed mix", gate_fit[1])
-        towers["als"] = _als_tower(model_cfg, every_pair, num_users, num_items, seed, device,
-                                   warn=False)  # warned about once, at the first fit
-        if "lightgcn" in towers:
-            towers["lightgcn"], _ = _lightgcn_tower(model_cfg, every_pair, num_users,
-                                                    num_items, seed, device, None,
-                                                    epochs=lightgcn_epochs)
-        user_degree = degree(every_pair[0], num_users)
-        item_degree = degree(every_pair[1], num_items)
-        gnn_tower = TrainedGNN(gnn, *graph_inputs(graph, device)).tower()
-        mix = mix_with(gnn_tower, gate if kept else None)
-    return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs)
+        with _timed(seconds, "refit"):
+            towers["als"] = _als_tower(model_cfg, every_pair, num_users, num_items, seed,
+                                       device, warn=False)  # warned about at the first fit
+            if "lightgcn" in towers:
+                towers["lightgcn"], _ = _lightgcn_tower(model_cfg, every_pair, num_users,
+                                                        num_items, seed, device, None,
+                                                        epochs=lightgcn_epochs)
+            user_degree = degree(every_pair[0], num_users)
+            item_degree = degree(every_pair[1], num_items)
+            gnn_tower = TrainedGNN(gnn, *graph_inputs(graph, device)).tower()
+            mix = mix_with(gnn_tower, gate if kept else None)
+    log.info("Hybrid fitted: %s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
+    return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds)
 
 
 def _validation_metric(dataset: Dataset, split: Split, name: str,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import io
 import logging
 import multiprocessing
@@ -257,6 +258,18 @@ def check_out(out: Path) -> None:
                               "another --out")
 
 
+def discard_checkpoint(checkpoint_dir: Path) -> None:
+    """Remove the checkpoint of a finished run: renamed first, so that a kill while deleting
+    never leaves a checkpoint that lost its fingerprint (or half its files) for --resume;
+    leftovers of such kills go too."""
+    for stale in checkpoint_dir.parent.glob(glob.escape(checkpoint_dir.name) + ".done-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    if checkpoint_dir.is_dir():
+        done = checkpoint_dir.with_name(f"{checkpoint_dir.name}.done-{os.getpid()}")
+        os.replace(checkpoint_dir, done)
+        shutil.rmtree(done, ignore_errors=True)
+
+
 def _capture_logs(quiet: bool) -> tuple[io.StringIO, list[logging.Handler]]:
     """The package's log, into a buffer (the run's ``train.log``) and onto stderr; with
     ``quiet`` only warnings reach stderr."""
@@ -309,6 +322,7 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
         check_out(args.out)  # before anything else: nothing is read, fitted or written
     dataset = load_dataset(config.data.source, config.data.options)
     split = load_split(config, dataset)
+    timings["load"] = time.perf_counter() - started
     out = args.out or Path("runs") / f"hybrid-{dataset.name}-{split.kind}"
     check_out(out)
     log.info("Config: %s", config.to_dict())
@@ -344,10 +358,13 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
                         checkpoint_dir=checkpoint_dir, resume=args.resume)
     model, graph, scorer, result = fitted.gnn, fitted.graph, fitted.mix, fitted.result
     timings["train"] = time.perf_counter() - t
+    timings.update({f"train.{phase}": s for phase, s in fitted.seconds.items()})
 
     # 3. Evaluate and save.
+    t = time.perf_counter()
     metrics = evaluate_run(scorer, dataset, split, device)
     metrics["gate"] = gate_report(scorer, split, dataset.num_items)
+    timings["evaluate"] = time.perf_counter() - t
     info = {"history": result.history, "best_epoch": result.best_epoch,
             "best_valid": result.best_score, "stopped_early": result.stopped_early,
             "lightgcn_epochs": fitted.lightgcn_epochs,
@@ -363,7 +380,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     save_run(out, config=config, model=model, scorer=scorer, graph=graph, split=split, ids=ids,
              dataset=dataset,
              metrics=metrics, info=json_ready(info), log_text=buffer.getvalue())
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    discard_checkpoint(checkpoint_dir)
 
     # 4. Baselines on the same split, and the table (at 20, or the whole of a smaller
     # catalogue, as the evaluation ranks it).
