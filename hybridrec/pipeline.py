@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -122,7 +123,8 @@ def check_checkpoint(checkpoint_dir: str | os.PathLike[str], config: RunConfig,
     """Resume only what was started: with ``resume``, the checkpoint folder's fingerprint
     (:func:`fingerprint`) must be this run's, else a :class:`DataError` says what changed (a
     checkpoint of other data would leak: its training pairs may be this split's test pairs).
-    Then the folder records this run's fingerprint."""
+    Then the folder records this run's fingerprint; without ``resume`` an earlier checkpoint
+    there is discarded first."""
     folder = Path(checkpoint_dir)
     path = folder / FINGERPRINT_FILE
     now = fingerprint(config, dataset, split)
@@ -143,6 +145,12 @@ def check_checkpoint(checkpoint_dir: str | os.PathLike[str], config: RunConfig,
         raise DataError(path, "the fingerprint of the interrupted run beside its checkpoint "
                               f"({', '.join(started)}); it is missing, so this run cannot be "
                               "checked against it. Start without --resume")
+    if not resume:  # A fresh start: an earlier checkpoint here must never be resumed into it.
+        for name in started:
+            if (folder / name).is_dir():
+                shutil.rmtree(folder / name)
+            else:
+                (folder / name).unlink()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp")
     tmp.write_text(json.dumps(now, indent=1) + "\n", encoding="utf-8")
@@ -392,7 +400,8 @@ def _als_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, 
     from hybridrec.baselines import ALS, BaseScorer
 
     saved = None if checkpoint_dir is None else Path(checkpoint_dir) / "als"
-    if resume and saved is not None and saved.is_dir():
+    # scorer.json is written last: without it the save was killed, and ALS is fitted again.
+    if resume and saved is not None and (saved / "scorer.json").is_file():
         als = BaseScorer.load(saved, device=str(device))
     else:
         als = ALS(factors=cfg.mf_channels, regularization=cfg.mf_regularization,
@@ -401,6 +410,7 @@ def _als_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, 
         if warn and als_collapsed(als):
             _warn_collapsed(als, _pairs(pairs), num_users, num_items)
         if saved is not None:
+            (saved / "scorer.json").unlink(missing_ok=True)  # incomplete until rewritten
             als.save(saved)
     state = als.state_tensors()
     return Tower.from_scorer(state["user_factors"], state["item_factors"],
@@ -417,9 +427,16 @@ def _lightgcn_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: 
     from hybridrec.baselines import BaseScorer, EarlyStopping, LightGCN
 
     saved = None if checkpoint_dir is None else Path(checkpoint_dir) / "lightgcn"
-    if resume and saved is not None and saved.is_dir():
+    # epochs.json is written last: without it the save was killed, and LightGCN is refitted.
+    if resume and saved is not None and (saved / "epochs.json").is_file():
         scorer = BaseScorer.load(saved, device=str(device))
-        best = int(json.loads((saved / "epochs.json").read_text()))
+        try:
+            best = json.loads((saved / "epochs.json").read_text(encoding="utf-8"))
+        except ValueError:
+            best = None
+        if isinstance(best, bool) or not isinstance(best, int) or best < 1:
+            raise DataError(saved / "epochs.json", "the LightGCN's epoch count, a positive "
+                                                   "integer; start without --resume")
     else:
         scorer = LightGCN(cfg.mf_lightgcn_channels, epochs=epochs or cfg.mf_lightgcn_epochs,
                           random_state=seed, device=str(device))
@@ -433,8 +450,11 @@ def _lightgcn_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: 
             log.info("LightGCN: %d epochs (early-stopped on validation; at most %d)", best,
                      scorer.epochs)
         if saved is not None:
+            (saved / "epochs.json").unlink(missing_ok=True)  # incomplete until rewritten
             scorer.save(saved)
-            (saved / "epochs.json").write_text(json.dumps(best))
+            tmp = saved / "epochs.json.tmp"
+            tmp.write_text(json.dumps(best), encoding="utf-8")
+            os.replace(tmp, saved / "epochs.json")
     state = scorer.state_tensors()
     tower = Tower.from_scorer(state["user_embedding"], state["item_embedding"],
                               degree(pairs[0], num_users) > 0, degree(pairs[1], num_items) > 0)

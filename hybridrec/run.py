@@ -33,6 +33,7 @@ json.
 """
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import math
@@ -310,8 +311,29 @@ def save_run(
         shutil.rmtree(old)
     else:
         os.replace(tmp, folder)
+    _remove_stale_twins(folder)
     log.info("Saved run to %s", folder)
     return folder
+
+
+def _remove_stale_twins(folder: Path) -> None:
+    """Remove ``<folder>.tmp-<pid>`` / ``<folder>.old-<pid>`` left by saves that were killed
+    (their process is gone), now that ``folder`` holds a finished run."""
+    for twin in folder.parent.glob(glob.escape(folder.name) + ".*-*"):
+        kind, _, pid = twin.name[len(folder.name) + 1:].partition("-")
+        if kind in ("tmp", "old") and pid.isdigit() and int(pid) != os.getpid() \
+                and not _alive(int(pid)):
+            shutil.rmtree(twin, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def _read_tensors(path: Path, check: Callable[[Header], object] | None = None,

@@ -105,3 +105,28 @@ def test_with_the_gate_the_held_out_pairs_train_it_and_every_pair_refits_the_cf_
     assert (fit.mix.gate is not None) == fit.gate_kept
     # The final degrees count every training pair, not only the scorers' 80 %.
     assert int(fit.mix.item_degree.sum()) == len(board.train)
+
+
+def test_a_resume_refits_what_a_kill_left_half_saved(tmp_path):
+    """ALS's and LightGCN's saves end with the file that marks them complete; a kill before it
+    leaves a folder that a resume fits again (to the same vectors) instead of failing."""
+    from hybridrec.testing import checkerboard
+
+    board = checkerboard(12)
+    dataset, features = board_data(board)
+    config = TestHybrid().make_scorer("cpu")
+    split = dataclasses.replace(board.split, valid=board.split.test)
+    fit = fit_hybrid(config, dataset, split, features, checkpoint_dir=tmp_path)
+    (tmp_path / "als" / "scorer.json").unlink()
+    (tmp_path / "lightgcn" / "epochs.json").unlink()
+    again = fit_hybrid(config, dataset, split, features, checkpoint_dir=tmp_path, resume=True)
+    for name in ("als", "lightgcn"):
+        torch.testing.assert_close(again.mix.towers[name].item, fit.mix.towers[name].item)
+    assert (tmp_path / "als" / "scorer.json").is_file()
+    assert (tmp_path / "lightgcn" / "epochs.json").is_file()
+    # A fresh start (no resume) discards the earlier checkpoint before anything else: a kill
+    # right after it must not leave the old fits to be resumed into the new run.
+    from hybridrec.pipeline import check_checkpoint
+
+    check_checkpoint(tmp_path, config, dataset, split, resume=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fingerprint.json"]
