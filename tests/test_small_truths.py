@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hybridrec.cli_args import run_cli
+from hybridrec.run import load_run
 from hybridrec.train import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +87,12 @@ def test_the_benchmarks_start_from_any_directory_by_path(tmp_path):
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Every model on the same split(s)" in " ".join(done.stdout.split())
+
+
+def test_interactions_alone_train_without_text(tmp_path):
+    """A CSV of interactions and nothing else (no KG: an entity type without nodes) trains
+    with ID embeddings alone."""
+    assert main(["--interactions", str(ROOT / EX / "interactions.csv"), "--no-text",
+                 "--no-baselines", "--quiet", "--epochs", "2", "--set",
+                 "model.mf_lightgcn_epochs=5", "--out", str(tmp_path / "run")]) == 0
+    assert load_run(tmp_path / "run").graph["entity"].num_nodes == 0

@@ -356,6 +356,8 @@ class HeteroGNN(torch.nn.Module):
                     text = self.lin_in[t](x.index_select(0, rows))
                     base = text.new_zeros(n, text.size(1)) if h is None else h
                     h = base.index_add(0, rows, text.to(base.dtype))  # bf16 under autocast
+            if h is None:  # No nodes of this type (a data set without a KG): nothing to embed.
+                h = next(self.parameters()).new_zeros(n, self.hidden_channels)
             out[t] = h
         return out
 
