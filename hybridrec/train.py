@@ -196,6 +196,10 @@ def resolve_paths(data: DataConfig) -> DataConfig:
 
 def _baselines_job(config: dict[str, Any], num_threads: int) -> list[tuple[str, dict, float]]:
     """:func:`fit_baselines` in a worker process (it reloads the data and split)."""
+    # The main process has said what loading the data has to say (repeated rows ...): the
+    # worker's log would print each warning a second time.
+    logging.getLogger("hybridrec").addHandler(logging.NullHandler())
+    logging.getLogger("hybridrec").propagate = False
     if num_threads:
         torch.set_num_threads(num_threads)
     run_config = RunConfig.from_dict(config)
@@ -371,6 +375,8 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
             "gate": None if fitted.gate is None else {
                 "kept": fitted.gate_kept, "history": fitted.gate[0].history,
                 "fixed_mix_valid": fitted.gate[1], "best_valid": fitted.gate[0].best_score},
+            "cold_graph_weight": fitted.cold_graph_weight,
+            "cold_graph_valid": fitted.cold_graph_valid,
             "seconds": {**timings}, "device": str(device),
             "text_model": None if features is None else features.model_id,
             "dataset": dataset.info()}

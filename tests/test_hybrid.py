@@ -130,3 +130,45 @@ def test_a_resume_refits_what_a_kill_left_half_saved(tmp_path):
 
     check_checkpoint(tmp_path, config, dataset, split, resume=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fingerprint.json"]
+
+
+@pytest.mark.parametrize("informative", ["text", "graph"])
+def test_validation_picks_how_far_cold_items_trust_the_graph(informative):
+    """30 users, 30 warm and 100 cold items; each user's validation item is a cold item.
+    When the cold items' graph part is noise and their text says who likes them, validation
+    turns the graph part down; when the graph part is the signal, it stays at 1."""
+    from hybridrec.data.dataset import Interactions
+    from hybridrec.data.split import Split
+    from hybridrec.models import Tower
+    from hybridrec.pipeline import select_cold_graph_weight, with_cold_graph_weight
+
+    g = torch.Generator().manual_seed(0)
+    users, items, hidden = 30, 130, 8
+    liked = torch.arange(users) * 3 + 30  # user u's validation item: cold item 30 + 3u
+    signal_u, noise_u = torch.randn(users, hidden, generator=g), torch.randn(users, hidden,
+                                                                            generator=g)
+    signal_i = torch.randn(items, hidden, generator=g)
+    signal_i[liked] = signal_u * 3  # the informative part points at its user
+    noise_i = torch.randn(items, hidden, generator=g) * 10
+    graph_u, graph_i, text_u, text_i = ((signal_u, signal_i, noise_u, noise_i)
+                                        if informative == "graph"
+                                        else (noise_u, noise_i, signal_u, signal_i))
+    tower = Tower(torch.cat([graph_u, text_u], 1), torch.cat([graph_i, text_i], 1))
+    warm = np.arange(30)
+    train = Interactions(np.repeat(np.arange(users), 3), np.tile(warm, 3)[:users * 3])
+    valid = Interactions(np.arange(users), liked.numpy())
+    split = Split("cold-items", train, valid, Interactions(np.zeros(0, np.int64),
+                                                          np.zeros(0, np.int64)),
+                  cold_items=np.arange(30, items))
+    degree = torch.cat([torch.ones(30), torch.zeros(items - 30)])
+    mix = Mix({"gnn": tower}, torch.ones(users), degree)
+    weight, tried = select_cold_graph_weight(mix, (users, items), split, hidden, "cpu")
+    assert set(tried) == {"1.0", "0.5", "0.25", "0.1"}
+    if informative == "graph":
+        assert weight == 1.0
+    else:
+        assert weight < 1.0 and tried[str(weight)] > tried["1.0"] + 0.2
+    scaled = with_cold_graph_weight(mix, 0.5, hidden).towers["gnn"].item
+    torch.testing.assert_close(scaled[30:, :hidden], graph_i[30:] * 0.5)
+    torch.testing.assert_close(scaled[:30], tower.item[:30])  # warm items untouched
+    torch.testing.assert_close(scaled[:, hidden:], tower.item[:, hidden:])
