@@ -51,7 +51,9 @@ def load_split(config: RunConfig, dataset: Dataset) -> Split:
         if data.train_file is None or data.test_file is None:
             raise DataError("config", "split 'files' needs train_file and test_file",
                             field="data.split")
-        return split_from_files(dataset, data.train_file, data.valid_file, data.test_file)
+        return split_from_files(dataset, data.train_file, data.valid_file, data.test_file,
+                                encoding=data.options.get("encoding", "utf-8"),
+                                normalize_ids=data.options.get("normalize_ids") == "true")
     return make_split(dataset, data.split, ratios=data.ratios, seed=data.split_seed,
                       cold_fraction=data.cold_fraction)
 
@@ -361,8 +363,9 @@ def fit_hybrid(
 
 #: Weights of the graph part tried for items without interactions, the trained one first.
 COLD_GRAPH_WEIGHTS = (1.0, 0.5, 0.25, 0.1)
-#: Fewer validation cold items than this decide nothing: the weight stays 1.
-MIN_VALID_COLD_ITEMS = 20
+#: Fewer validation cold items than this decide nothing: the weight stays 1 (a random split
+#: of ml-100k has about 20, mostly with one validation pair each: noise, not evidence).
+MIN_VALID_COLD_ITEMS = 50
 
 
 def with_cold_graph_weight(mix: Mix, weight: float, hidden: int) -> Mix:

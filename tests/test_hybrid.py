@@ -134,7 +134,7 @@ def test_a_resume_refits_what_a_kill_left_half_saved(tmp_path):
 
 @pytest.mark.parametrize("informative", ["text", "graph"])
 def test_validation_picks_how_far_cold_items_trust_the_graph(informative):
-    """30 users, 30 warm and 100 cold items; each user's validation item is a cold item.
+    """60 users, 30 warm and 120 cold items; each user's validation item is a cold item.
     When the cold items' graph part is noise and their text says who likes them, validation
     turns the graph part down; when the graph part is the signal, it stays at 1."""
     from hybridrec.data.dataset import Interactions
@@ -143,8 +143,8 @@ def test_validation_picks_how_far_cold_items_trust_the_graph(informative):
     from hybridrec.pipeline import select_cold_graph_weight, with_cold_graph_weight
 
     g = torch.Generator().manual_seed(0)
-    users, items, hidden = 30, 130, 8
-    liked = torch.arange(users) * 3 + 30  # user u's validation item: cold item 30 + 3u
+    users, items, hidden = 60, 150, 8
+    liked = torch.arange(users) * 2 + 30  # user u's validation item: cold item 30 + 2u
     signal_u, noise_u = torch.randn(users, hidden, generator=g), torch.randn(users, hidden,
                                                                             generator=g)
     signal_i = torch.randn(items, hidden, generator=g)
@@ -155,7 +155,7 @@ def test_validation_picks_how_far_cold_items_trust_the_graph(informative):
                                         else (noise_u, noise_i, signal_u, signal_i))
     tower = Tower(torch.cat([graph_u, text_u], 1), torch.cat([graph_i, text_i], 1))
     warm = np.arange(30)
-    train = Interactions(np.repeat(np.arange(users), 3), np.tile(warm, 3)[:users * 3])
+    train = Interactions(np.repeat(np.arange(users), 3), np.resize(warm, users * 3))
     valid = Interactions(np.arange(users), liked.numpy())
     split = Split("cold-items", train, valid, Interactions(np.zeros(0, np.int64),
                                                           np.zeros(0, np.int64)),
