@@ -33,7 +33,7 @@ BUILTIN_DATASETS: tuple[str, ...] = ("ml-100k",)
 # Option keys of a file-based source, as stored in DataConfig.options (all strings).
 FILE_OPTIONS: tuple[str, ...] = (
     "items", "users", "kg", "links", "item_iri", "columns", "item_text", "item_categorical",
-    "user_text", "user_categorical", "separator",
+    "user_text", "user_categorical", "separator", "encoding", "normalize_ids",
 )
 _COMMAND_LINE = "command line"
 
@@ -113,6 +113,13 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                        help="splits multi-valued categorical cells such as Crime|Drama "
                             "(default: '|'); the field delimiter follows the file extension "
                             "(.csv comma, .tsv tab)")
+    group.add_argument("--encoding", metavar="NAME", default=None,
+                       help="text encoding of the CSV/TSV files, e.g. latin-1 or cp1252 "
+                            "(default: utf-8)")
+    group.add_argument("--normalize-ids", action="store_true", default=None,
+                       help="rewrite ids to Unicode NFC without zero-width and bidirectional "
+                            "control characters, merging look-alike ids (default: keep ids "
+                            "exact and warn about look-alikes)")
     group.add_argument("--cache-dir", metavar="DIR", default=None,
                        help="where built-in data sets are kept (default: the user cache dir)")
     return parser
@@ -155,6 +162,8 @@ def data_source_from_args(args: argparse.Namespace) -> tuple[str, dict[str, str]
         "user_text": ",".join(args.user_text) if args.user_text is not None else None,
         "user_categorical": ",".join(args.user_categorical) if args.user_categorical is not None else None,
         "separator": args.separator,
+        "encoding": getattr(args, "encoding", None),
+        "normalize_ids": "true" if getattr(args, "normalize_ids", None) else None,
     }
     given = {k: str(v) for k, v in file_options.items() if v is not None}
     if args.interactions is None:
@@ -229,6 +238,8 @@ def _load_files(interactions: Path, options: Mapping[str, str]) -> Dataset:
         user_categorical_columns=names("user_categorical"),
         item_iri_column=options.get("item_iri"),
         separator=options.get("separator", "|"),
+        encoding=options.get("encoding", "utf-8"),
+        normalize_ids=options.get("normalize_ids") == "true",
     )
 
 
@@ -248,7 +259,9 @@ def split_from_args(args: argparse.Namespace, dataset: Dataset) -> Split:
         if args.train_file is None or args.test_file is None:
             raise DataError(_COMMAND_LINE, "split files need --train-file and --test-file "
                                            "(--valid-file is optional)")
-        return split_from_files(dataset, *files)
+        return split_from_files(dataset, *files, encoding=getattr(args, "encoding", None)
+                                or "utf-8", normalize_ids=bool(getattr(args, "normalize_ids",
+                                                                       None)))
     return make_split(dataset, args.split or "random", ratios=tuple(args.ratios),
                       seed=args.split_seed, cold_fraction=args.cold_fraction)
 

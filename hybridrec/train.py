@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 _DATA_DESTS = ("dataset", "interactions", "items", "users", "kg", "links", "item_iri", "columns",
                "item_text", "item_categorical", "user_text", "user_categorical", "separator",
-               "cache_dir")
+               "encoding", "normalize_ids", "cache_dir")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,3 +96,15 @@ def test_interactions_alone_train_without_text(tmp_path):
                  "--no-baselines", "--quiet", "--epochs", "2", "--set",
                  "model.mf_lightgcn_epochs=5", "--out", str(tmp_path / "run")]) == 0
     assert load_run(tmp_path / "run").graph["entity"].num_nodes == 0
+
+
+def test_each_warning_is_printed_once(tmp_path, capfd):
+    """Repeated rows are reported by the process that loads the data for the hybrid, not a
+    second time by the baselines' worker process (which loads it again)."""
+    lines = (ROOT / EX / "interactions.csv").read_text().splitlines(keepends=True)
+    inter = tmp_path / "inter.csv"
+    inter.write_text("".join(lines + lines[-2:]))
+    assert main(["--interactions", str(inter), "--no-text", "--quiet", "--epochs", "2",
+                 "--set", "model.mf_lightgcn_epochs=5", "--out", str(tmp_path / "run")]) == 0
+    err = capfd.readouterr().err  # the worker process's stderr included
+    assert err.count("2 repeated (user, item) rows dropped") == 1, err

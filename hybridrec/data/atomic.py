@@ -49,6 +49,7 @@ def read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
             raise DataError(path, f"{len(fields)} tab-separated fields, got {len(row)}", line=number)
     table = pd.DataFrame(rows, columns=fields, dtype=str)
     table.index = np.arange(1, len(table) + 1)
+    table.attrs["lines"] = np.arange(2, len(table) + 2)  # the header is line 1
     for name, kind in types.items():
         if kind == "float":
             values = pd.to_numeric(table[name], errors="coerce")
@@ -56,7 +57,7 @@ def read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
             if bad.any():
                 first = int(np.flatnonzero(bad)[0])
                 raise DataError(path, f"a number, got {table[name].iloc[first]!r}",
-                                row=first + 1, field=name)
+                                row=first + 1, line=first + 2, field=name)
             table[name] = values.astype(float)
     return table, types
 

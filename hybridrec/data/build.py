@@ -33,12 +33,32 @@ from hybridrec.data.idmap import IdMap
 log = logging.getLogger(__name__)
 
 
-def _first_bad(frame: pd.DataFrame, bad: np.ndarray, column: str, source: str, expected: str) -> None:
+def place(frame: pd.DataFrame, position: int) -> dict[str, int]:
+    """``row`` (the frame's 1-based data row) and, for a table read from a file, ``line`` (where
+    the row starts in it, from ``frame.attrs["lines"]``) of the row at ``position``: the
+    keywords of :class:`DataError`."""
+    row = int(frame.index[position])
+    lines = frame.attrs.get("lines")
+    if lines is not None and 1 <= row <= len(lines):
+        return {"row": row, "line": int(lines[row - 1])}
+    return {"row": row}
+
+
+def _first_bad(frame: pd.DataFrame, bad: np.ndarray, column: str, source: str, expected: str,
+               ids: bool = False) -> None:
+    """A DataError at the first ``bad`` row; with ``ids``, the distinct bad values are listed
+    (the first few and their count)."""
     if bad.any():
-        row = frame.index[np.flatnonzero(bad)[0]]
-        value = frame[column].to_numpy()[np.flatnonzero(bad)[0]]
-        raise DataError(source, f"{expected}, got {value!r} ({int(bad.sum())} such rows)",
-                        row=int(row), field=column)
+        first = int(np.flatnonzero(bad)[0])
+        value = frame[column].to_numpy()[first]
+        detail = f"{int(bad.sum())} such rows"
+        if ids:
+            distinct = list(dict.fromkeys(frame[column].to_numpy()[bad].tolist()))
+            shown = ", ".join(repr(v) for v in distinct[:5])
+            more = f" and {len(distinct) - 5} more" if len(distinct) > 5 else ""
+            detail += f"; {len(distinct)} unknown: {shown}{more}"
+        raise DataError(source, f"{expected}, got {value!r} ({detail})",
+                        **place(frame, first), field=column)
 
 
 def _table_ids(table: pd.DataFrame, id_column: str, source: str) -> IdMap:
@@ -105,6 +125,7 @@ def build_dataset(
     """
     sources = dict(sources or {})
     src = lambda role: sources.get(role, role)  # noqa: E731
+    src_kg = f" ({sources['kg']})" if "kg" in sources else ""
     separators = dict(separators or {})
     if len(interactions) == 0:
         raise DataError(src("interactions"), "at least one interaction row, got an empty table")
@@ -118,9 +139,9 @@ def build_dataset(
     user_index = user_ids.indices(inter["user_id"])
     item_index = item_ids.indices(inter["item_id"])
     _first_bad(inter, user_index < 0, "user_id", src("interactions"),
-               f"a user listed in {src('users')}")
+               f"a user listed in {src('users')}", ids=True)
     _first_bad(inter, item_index < 0, "item_id", src("interactions"),
-               f"an item listed in {src('items')}")
+               f"an item listed in {src('items')}", ids=True)
 
     # 2. Entities: KG nodes first, then categorical values.
     kg = list(kg_triples)
@@ -154,9 +175,10 @@ def build_dataset(
     if item_links is not None and len(item_links):
         link_items = item_ids.indices(item_links["item_id"])
         link_entities = entities.indices(item_links["entity_id"])
-        _first_bad(item_links, link_items < 0, "item_id", src("links"), "an item of the data set")
+        _first_bad(item_links, link_items < 0, "item_id", src("links"), "an item of the data set",
+                   ids=True)
         _first_bad(item_links, link_entities < 0, "entity_id", src("links"),
-                   "an entity that appears in the knowledge graph")
+                   f"an entity that appears in the knowledge graph{src_kg}", ids=True)
         links = np.unique(np.stack([link_items, link_entities], axis=1), axis=0)
 
     def table_columns(table: pd.DataFrame | None, id_column: str) -> dict[str, np.ndarray]:

@@ -8,13 +8,14 @@ from os import PathLike
 class DataError(ValueError):
     """Bad input data, with its place.
 
-    Renders as ``ratings.csv row 17, column 'rating': expected a number, got 'five'``.
+    Renders as ``ratings.csv line 18 (row 17), column 'rating': expected a number, got
+    'five'``: the line an editor shows (the header is line 1), and the data row.
 
     Args:
         path: the file (or a short name of the source when there is no file).
         expected: what was expected there, and what was found.
         row: 1-based data row (header excluded) for tables, when known.
-        line: 1-based line in the file (for RDF and other text formats), when known.
+        line: 1-based line in the file, when known (for a table, where the row starts).
         field: the column or field name, when known.
         field_kind: what ``field`` is, as the message names it (default: ``"column"``; e.g.
             ``"tensor"`` in a weights file, ``"key"`` in a JSON file).
@@ -37,9 +38,11 @@ class DataError(ValueError):
         self.field = field
         self.field_kind = field_kind
         place = self.path
-        if row is not None:
+        if line is not None and row is not None:  # a table: the editor's line, the data row
+            place += f" line {line} (row {row})"
+        elif row is not None:
             place += f" row {row}"
-        if line is not None:
+        elif line is not None:
             place += f" line {line}"
         if field is not None:
             place += (f"{',' if row is not None or line is not None else ''} "

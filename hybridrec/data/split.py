@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from hybridrec.data.dataset import Dataset, Interactions
+from hybridrec.data.build import place
 from hybridrec.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -368,23 +369,18 @@ def make_split(
 # Split files.
 
 
-def _read_part(path: Path, sep: str | None) -> pd.DataFrame:
+def _read_part(path: Path, sep: str | None, encoding: str = "utf-8",
+               normalize_ids: bool = False) -> pd.DataFrame:
+    """A split file as a table of exact strings (its rows' lines in ``attrs["lines"]``)."""
+    from hybridrec.data.tabular import normal_id, read_table
+
     if sep is None:
         sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
-    try:
-        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-    except FileNotFoundError:
-        raise DataError(path, "a split file, but the file does not exist") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(path, "a header line 'user_id,item_id', got an empty file", line=1) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DataError(path, f"a readable CSV table ({err})") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    for column in ("user_id", "item_id"):
-        if column not in table.columns:
-            raise DataError(path, f"a column {column!r} in the header, got {list(table.columns)}",
-                            line=1)
-    table.index = np.arange(1, len(table) + 1)
+    table = read_table(path, "a split file", required=("user_id", "item_id"), delimiter=sep,
+                       encoding=encoding, allow_empty=True)
+    if normalize_ids:
+        for column in ("user_id", "item_id"):
+            table[column] = table[column].map(normal_id)
     return table
 
 
@@ -392,14 +388,15 @@ def _file_numbers(table: pd.DataFrame, column: str, rows: np.ndarray, path: Path
     """Numbers of ``column`` at positions ``rows``; DataError at the first missing/bad cell."""
     if column not in table.columns:
         raise DataError(path, f"a {column!r} column, as this row's pair is not among the data "
-                              f"set's interactions", row=int(rows[0]) + 1, field=column)
+                              f"set's interactions", **place(table, int(rows[0])), field=column)
     cells = table[column].to_numpy(dtype=object)[rows]
     values = pd.to_numeric(pd.Series(cells), errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise DataError(path, f"a number (the pair is not among the data set's interactions), "
-                              f"got {cells[first]!r}", row=int(rows[first]) + 1, field=column)
+                              f"got {cells[first]!r}", **place(table, int(rows[first])),
+                        field=column)
     return values
 
 
@@ -410,6 +407,8 @@ def split_from_files(
     test: str | os.PathLike[str],
     *,
     sep: str | None = None,
+    encoding: str = "utf-8",
+    normalize_ids: bool = False,
 ) -> Split:
     """A split given as three CSV files of the data set's own raw ids.
 
@@ -425,6 +424,9 @@ def split_from_files(
         dataset: the data set the ids belong to.
         train / valid / test: the files; ``valid`` may be ``None`` (an empty valid part).
         sep: the field separator (default: by extension).
+        encoding: the files' text encoding (default: ``"utf-8"``).
+        normalize_ids: rewrite ids as :func:`~hybridrec.data.tabular.load_csv` does with the
+            same option (default: ``False``).
 
     Raises:
         DataError: a missing file or column, an unknown user or item id (with file, row and
@@ -442,7 +444,7 @@ def split_from_files(
             parts.append(inter.select(np.zeros(0, np.int64)))
             continue
         path = Path(source)
-        table = _read_part(path, sep)
+        table = _read_part(path, sep, encoding, normalize_ids)
         if name == "train" and not len(table):
             raise DataError(path, "at least one training row, got none", line=2)
         # 1. Raw ids -> indices, naming the first unknown one.
@@ -453,18 +455,23 @@ def split_from_files(
             unknown = np.flatnonzero(index[column] < 0)
             if len(unknown):
                 k = int(unknown[0])
+                distinct = list(dict.fromkeys(table[column].to_numpy()[unknown].tolist()))
+                shown = ", ".join(repr(v) for v in distinct[:5]) + (
+                    f" and {len(distinct) - 5} more" if len(distinct) > 5 else "")
                 raise DataError(path, f"{what} of {dataset.name}, got "
-                                      f"{table[column].iloc[k]!r} ({len(unknown)} such rows)",
-                                row=k + 1, field=column)
+                                      f"{table[column].iloc[k]!r} ({len(unknown)} such rows; "
+                                      f"{len(distinct)} unknown: {shown})",
+                                **place(table, k), field=column)
         user, item = index["user_id"], index["item_id"]
         # 2. No pair in two files: that would leak.
         file_keys = user * width + item
-        for row, key in enumerate(file_keys.tolist(), start=1):
+        for position, key in enumerate(file_keys.tolist()):
             other = seen.get(key)
             if other is not None and other[0] != path:
-                raise DataError(path, f"a pair not already in {other[0].name} (it is on row "
-                                      f"{other[1]} there)", row=row, field="item_id")
-            seen.setdefault(key, (path, row))
+                raise DataError(path, f"a pair not already in {other[0].name} (it is on line "
+                                      f"{other[1]} there)", **place(table, position),
+                                field="item_id")
+            seen.setdefault(key, (path, place(table, position).get("line", position + 1)))
         # 3. Ratings and timestamps: from the data set where the pair is known, else the file.
         pos = np.searchsorted(uniq_keys, file_keys)
         known = (pos < len(uniq_keys)) & (uniq_keys[np.minimum(pos, len(uniq_keys) - 1)] == file_keys)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from os import PathLike
 from pathlib import Path
@@ -21,7 +22,7 @@ from types import MappingProxyType
 import numpy as np
 import pandas as pd
 
-from hybridrec.data.build import build_dataset
+from hybridrec.data.build import build_dataset, place
 from hybridrec.data.dataset import Dataset
 from hybridrec.data.errors import DataError
 from hybridrec.data.rdf import check_local_path, kg_inputs, load_rdf, read_utf8
@@ -44,56 +45,68 @@ def _describe_mapping(columns: Mapping[str, str], wanted: str = "<name>") -> str
     return f"column mapping {','.join(f'{k}={v}' for k, v in columns.items())}"
 
 
+# A physical line longer than this is refused before it is parsed: no CSV of ids, numbers and
+# short texts has one, and reading it whole would hold a pathological field several times.
+MAX_LINE = 8 * 2**20
+# Characters per field: the csv module's own bound, named in the message.
+MAX_FIELD = csv.field_size_limit()
+
+
 def read_table(
     path: _PathLike,
     what: str,
     *,
     required: Sequence[str] = (),
     columns: Mapping[str, str] | None = None,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    allow_empty: bool = False,
 ) -> pd.DataFrame:
     """One CSV/TSV file -> a table of exact strings, index = 1-based data row.
 
-    Blank lines are skipped; every other row must have as many fields as the header.
+    Blank lines are skipped; every other row must have as many fields as the header. The
+    line where each row starts (the header is line 1) is kept in ``table.attrs["lines"]``
+    (by data row), so that errors name the line an editor shows. The file is read line by
+    line: memory stays bounded by :data:`MAX_LINE` whatever a field holds.
 
     Args:
-        path: a ``.csv`` (comma) or ``.tsv`` / ``.tab`` (tab) file, UTF-8.
+        path: a ``.csv`` (comma) or ``.tsv`` / ``.tab`` (tab) file.
         what: what the file should hold, for messages (``"an interactions table"``).
         required: columns that must be present after renaming (default: none).
-        columns: file column -> name to use, e.g. ``{"isbn": "item_id"}`` (default: none).
+        columns: file column -> name to use, e.g. ``{"isbn": "item_id"}`` (default: ``None``:
+            the file's names, and no renaming is suggested).
+        encoding: the file's text encoding (default: ``"utf-8"``; a leading BOM is dropped).
+        delimiter: the field delimiter (default: by extension).
+        allow_empty: accept a header without data rows (default: ``False``).
 
     Raises:
-        DataError: missing file, unsupported extension, non-UTF-8 bytes, malformed CSV, a row
-            with the wrong number of fields, duplicate or missing columns, no data rows.
+        DataError: missing file, unsupported extension, bytes that are not ``encoding``,
+            malformed CSV (an unclosed quote is named at the line where it opens), a line
+            over :data:`MAX_LINE` characters or a field over :data:`MAX_FIELD`, a row with the
+            wrong number of fields, duplicate or missing columns, no data rows.
     """
     path = check_local_path(path)
+    mappable = columns is not None  # the file's columns may be renamed (--columns)
     columns = dict(columns or {})
-    delimiter = DELIMITERS.get(path.suffix.lower())
     if delimiter is None:
-        raise DataError(path, f"{what} as a file ending in {' / '.join(DELIMITERS)}, "
-                              f"got {path.suffix or 'no extension'!r}")
-    text = read_utf8(path, what)
-
-    # 1. Header: the first non-blank line.
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        delimiter = DELIMITERS.get(path.suffix.lower())
+        if delimiter is None:
+            raise DataError(path, f"{what} as a file ending in {' / '.join(DELIMITERS)}, "
+                                  f"got {path.suffix or 'no extension'!r}")
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
-        header = next((r for r in reader if r), None)
-        if header is None:
-            raise DataError(path, f"{what} with a header row, got an empty file")
-        header = [name.strip() for name in header]
-        width = len(header)
-        rows = []
-        # 2. Data rows, each as wide as the header.
-        for fields in reader:
-            if not fields:
-                continue
-            if len(fields) != width:
-                raise DataError(path, f"{width} fields as in the header {header}, got "
-                                      f"{len(fields)}: {fields!r}", row=len(rows) + 1)
-            rows.append(fields)
-    except csv.Error as err:
-        raise DataError(path, f"well-formed CSV: {err}", line=reader.line_num) from None
+        handle = open(path, encoding=codec, newline="")
+    except FileNotFoundError:
+        raise DataError(path, f"{what}, but the file does not exist") from None
+    except IsADirectoryError:
+        raise DataError(path, f"{what}, but it is a directory") from None
+    except LookupError:
+        raise DataError(path, f"a text encoding Python knows, got {encoding!r}",
+                        field="encoding", field_kind="option") from None
+    with handle:
+        header, rows, lines = _parse(handle, path, what, delimiter, codec)
 
-    # 3. Column names: unique, renamed, required ones present.
+    # Column names: unique, renamed, required ones present.
     for position, name in enumerate(header):
         if not name:
             raise DataError(path, f"a name for every header column, column {position + 1} has none",
@@ -107,14 +120,128 @@ def read_table(
                                   f"{renamed} ({_describe_mapping(columns)})", line=1)
     for name in required:
         if name not in renamed:
-            raise DataError(path, f"a column {name!r} in {what}; columns found: {header}; "
-                                  f"{_describe_mapping(columns, name)}", line=1, field=name)
-    if not rows:
+            hint = f"; {_describe_mapping(columns, name)}" if mappable else ""
+            raise DataError(path, f"a column {name!r} in {what}; columns found: {header}{hint}",
+                            line=1, field=name)
+    if not rows and not allow_empty:
         raise DataError(path, f"{what} with at least one data row below the header, got none")
     table = pd.DataFrame(rows, columns=renamed, dtype=object)
     table.index = np.arange(1, len(table) + 1)
     table.attrs["file_columns"] = header
+    table.attrs["lines"] = np.asarray(lines, dtype=np.int64)
     return table
+
+
+def _parse(handle: io.TextIOBase, path: Path, what: str, delimiter: str, codec: str,
+           ) -> tuple[list[str], list[list[str]], list[int]]:
+    """The header, the data rows and the line where each row starts."""
+    physical = _physical_lines(handle, path, codec)
+    reader = csv.reader(physical, delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    start = 1
+    try:
+        while True:
+            start = reader.line_num + 1  # where the next record starts
+            fields = next(reader, None)
+            if fields is None:
+                break
+            if not fields:  # a blank line
+                continue
+            if header is None:
+                header = [name.strip() for name in fields]
+                continue
+            if len(fields) != len(header):
+                raise DataError(path, f"{len(header)} fields as in the header {header}, got "
+                                      f"{len(fields)}: {_short(fields)}", row=len(rows) + 1,
+                                line=start)
+            rows.append(fields)
+            lines.append(start)
+    except csv.Error as err:
+        message = str(err)
+        if "field larger than field limit" in message:
+            raise DataError(path, f"fields of at most {MAX_FIELD:,} characters; this row holds "
+                                  f"a longer one (a pathological cell?)", line=start) from None
+        if "unexpected end of data" in message:
+            opened = _unclosed_quote(path, codec, start, delimiter)
+            raise DataError(path, "a closing quote for the quoted field that opens here (the "
+                                  "file ends inside it)", line=opened) from None
+        raise DataError(path, f"well-formed CSV: {message}", line=reader.line_num) from None
+    if header is None:
+        raise DataError(path, f"{what} with a header row, got an empty file")
+    return header, rows, lines
+
+
+def _short(fields: list[str], limit: int = 200) -> str:
+    text = repr(fields)
+    return text if len(text) <= limit else text[:limit] + "...]"
+
+
+def _physical_lines(handle: io.TextIOBase, path: Path, codec: str) -> Iterator[str]:
+    """The file's lines, each at most :data:`MAX_LINE` characters; bytes that are not
+    ``codec`` are named by line and byte offset, with the option that reads other encodings."""
+    number = 0
+    while True:
+        try:
+            line = handle.readline(MAX_LINE + 1)
+        except UnicodeDecodeError as err:
+            raise _decode_error(path, codec, err) from None
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE:
+            raise DataError(path, f"lines of at most {MAX_LINE:,} characters; this one is longer "
+                                  f"(a pathological cell?)", line=number)
+        yield line
+
+
+def _decode_error(path: Path, codec: str, err: UnicodeDecodeError) -> DataError:
+    """Where the first byte that is not ``codec`` sits (found by reading the bytes again, in
+    blocks), and how to name the file's real encoding."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(codec)()
+    offset, line, bad = 0, 1, None
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as inner:
+                line += block.count(b"\n", 0, max(inner.start, 0))
+                offset += max(inner.start, 0)
+                bad = block[inner.start] if 0 <= inner.start < len(block) else None
+                break
+            line += block.count(b"\n")
+            offset += len(block)
+    shown = f"byte 0x{bad:02x}" if bad is not None else "a byte"
+    name = "UTF-8" if codec == "utf-8-sig" else codec
+    return DataError(path, f"{name} text, got {shown} at byte offset {offset}; if the file is "
+                           f"in another encoding, name it: --encoding latin-1 (or cp1252 ...; "
+                           f"encoding='latin-1' in Python)", line=line)
+
+
+def _unclosed_quote(path: Path, codec: str, start: int, delimiter: str) -> int:
+    """The line where the quoted field left open at the end of the file opens: the record
+    from line ``start`` on, read again, its quotes followed."""
+    inside, opened, previous = False, start, delimiter
+    with open(path, encoding=codec, newline="") as f:
+        for number, line in enumerate(_physical_lines(f, path, codec), start=1):
+            if number < start:
+                continue
+            i = 0
+            while i < len(line):
+                char = line[i]
+                if inside and char == '"':
+                    if line[i + 1:i + 2] == '"':  # an escaped quote
+                        i += 2
+                        continue
+                    inside = False
+                elif not inside and char == '"' and previous in (delimiter, "\n", "\r"):
+                    inside, opened = True, number
+                previous = char
+                i += 1
+    return opened
 
 
 def _numbers(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
@@ -123,7 +250,7 @@ def _numbers(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise DataError(path, f"a number, got {table[column].iloc[first]!r} ({int(bad.sum())} such "
-                              "rows)", row=int(table.index[first]), field=column)
+                              "rows)", **place(table, first), field=column)
     return values
 
 
@@ -153,7 +280,7 @@ def _timestamps(table: pd.DataFrame, column: str, path: Path) -> pd.Series:
             first = int(np.flatnonzero(bad)[0])
             raise DataError(path, f"seconds since the epoch or an ISO-8601 date/time such as "
                                   f"'2024-03-01T09:30:00Z', got {cells.iloc[first]!r}",
-                            row=int(table.index[first]), field=column)
+                            **place(table, first), field=column)
     return values
 
 
@@ -162,7 +289,7 @@ def _require_ids(table: pd.DataFrame, column: str, path: Path) -> None:
     if empty.any():
         first = int(np.flatnonzero(empty)[0])
         raise DataError(path, f"a non-empty id ({int(empty.sum())} rows have none)",
-                        row=int(table.index[first]), field=column)
+                        **place(table, first), field=column)
 
 
 def _require_columns(table: pd.DataFrame, names: Sequence[str], role: str, path: Path,
@@ -175,10 +302,12 @@ def _require_columns(table: pd.DataFrame, names: Sequence[str], role: str, path:
 
 
 def _read_kg(path: Path, kg_format: str | None, columns: Mapping[str, str],
+             encoding: str = "utf-8",
              ) -> tuple[list[tuple[str, str, str]], dict[str, str], list[str]]:
     """A KG file -> (triples, entity text, the file's columns if it is a table)."""
     if kg_format is None and path.suffix.lower() in DELIMITERS:
-        table = read_table(path, "a KG triple table", required=_KG_COLUMNS, columns=columns)
+        table = read_table(path, "a KG triple table", required=_KG_COLUMNS, columns=columns,
+                           encoding=encoding)
         triples = list(table[list(_KG_COLUMNS)].itertuples(index=False, name=None))
         return triples, {}, table.attrs["file_columns"]
     triples, text = kg_inputs(load_rdf(path, kg_format))
@@ -196,8 +325,46 @@ def _iri_links(items: pd.DataFrame, column: str, triples: Sequence[tuple[str, st
         first = int(np.flatnonzero(bad)[0])
         raise DataError(items_path, f"an entity IRI that appears in {kg_path}, got "
                                     f"{iris.iloc[first]!r} ({int(bad.sum())} such rows)",
-                        row=int(items.index[first]), field=column)
+                        **place(items, first), field=column)
     return pd.DataFrame({"item_id": items["item_id"][given], "entity_id": iris[given]})
+
+
+# Characters that change an id without showing: zero-width ones, the soft hyphen, and the
+# bidirectional controls (marks, embeddings, overrides, isolates).
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"
+                                    "\u202a\u202b\u202c\u202d\u202e"
+                                    "\u2066\u2067\u2068\u2069"))
+
+
+def normal_id(raw: str) -> str:
+    """An id as ``--normalize-ids`` rewrites it: Unicode NFC, without zero-width and
+    bidirectional control characters."""
+    return unicodedata.normalize("NFC", raw).translate(_INVISIBLE)
+
+
+def _look_alikes(tables: Mapping[str, pd.DataFrame], paths: Mapping[str, Path]) -> None:
+    """Warn about ids that are different strings but look alike (NFC/NFD forms, zero-width or
+    bidirectional control characters): they stay apart unless ``--normalize-ids``."""
+    for kind, places in (("user", (("interactions", "user_id"), ("users", "user_id"))),
+                         ("item", (("interactions", "item_id"), ("items", "item_id"),
+                                   ("links", "item_id")))):
+        forms: dict[str, dict[str, str]] = {}  # normal form -> raw id -> file
+        for role, column in places:
+            if role not in tables:
+                continue
+            for raw in pd.unique(tables[role][column]):
+                forms.setdefault(normal_id(raw), {}).setdefault(raw, paths[role].name)
+        odd = {norm: raws for norm, raws in forms.items()
+               if len(raws) > 1 or any(normal_id(r) != r for r in raws)}
+        if not odd:
+            continue
+        groups = [" / ".join(f"{ascii(raw)} ({where})" for raw, where in raws.items())
+                  for raws in list(odd.values())[:3]]
+        more = f" and {len(odd) - 3} more" if len(odd) > 3 else ""
+        log.warning("%s ids that look alike but are different strings (Unicode forms, "
+                    "zero-width or bidirectional control characters), kept apart: %s%s; to "
+                    "merge them, normalise the ids with --normalize-ids (normalize_ids=True "
+                    "in Python)", kind.capitalize(), "; ".join(groups), more)
 
 
 def load_csv(
@@ -216,6 +383,8 @@ def load_csv(
     separator: str | Mapping[str, str] | None = "|",
     kg_format: str | None = None,
     name: str | None = None,
+    encoding: str = "utf-8",
+    normalize_ids: bool = False,
 ) -> Dataset:
     """Load a data set from CSV tables and an optional knowledge graph.
 
@@ -245,6 +414,10 @@ def load_csv(
             a column -> separator mapping, or ``None`` for no splitting (default: ``"|"``).
         kg_format: the rdflib format of ``kg`` (default: by extension).
         name: the data set's name (default: the name of the folder holding ``interactions``).
+        encoding: the tables' text encoding (default: ``"utf-8"``; RDF files are UTF-8).
+        normalize_ids: rewrite ids to Unicode NFC without zero-width and bidirectional
+            control characters, so that look-alike ids become one (default: ``False``: they
+            are kept apart, and a warning names them).
 
     Raises:
         DataError: for every bad file, row or cell, naming the file, row and column.
@@ -265,22 +438,34 @@ def load_csv(
 
     # 1. Parse every table into exact strings.
     tables["interactions"] = read_table(inter_path, "an interactions table",
-                                        required=("user_id", "item_id"), columns=columns)
+                                        required=("user_id", "item_id"), columns=columns,
+                                        encoding=encoding)
     for role, path, id_column in (("items", items, "item_id"), ("users", users, "user_id")):
         if path is not None:
             paths[role] = check_local_path(path)
             tables[role] = read_table(paths[role], f"an {role} table" if role == "items" else
-                                      "a users table", required=(id_column,), columns=columns)
+                                      "a users table", required=(id_column,), columns=columns,
+                                      encoding=encoding)
     triples: list[tuple[str, str, str]] = []
     text: dict[str, str] = {}
     file_columns = [c for table in tables.values() for c in table.attrs["file_columns"]]
     if links is not None:
         paths["links"] = check_local_path(links)
         tables["links"] = read_table(paths["links"], "an item-entity link table",
-                                     required=("item_id", "entity_id"), columns=columns)
+                                     required=("item_id", "entity_id"), columns=columns,
+                                     encoding=encoding)
         file_columns += tables["links"].attrs["file_columns"]
 
-    # 2. Ids are never empty; column roles must name existing columns.
+    # 2. Look-alike ids are named, and merged only on request; ids are never empty; column
+    # roles must name existing columns.
+    id_columns = {"interactions": ("user_id", "item_id"), "items": ("item_id",),
+                  "users": ("user_id",), "links": ("item_id",)}
+    if normalize_ids:
+        for role, names in id_columns.items():
+            for column in names if role in tables else ():
+                tables[role][column] = tables[role][column].map(normal_id)
+    else:
+        _look_alikes(tables, paths)
     for role, id_columns in (("interactions", ("user_id", "item_id")), ("items", ("item_id",)),
                              ("users", ("user_id",)), ("links", ("item_id", "entity_id"))):
         for column in id_columns if role in tables else ():
@@ -301,8 +486,12 @@ def load_csv(
     # 3. The knowledge graph; then every mapping key must have matched a file column.
     if kg is not None:
         paths["kg"] = check_local_path(kg)
-        triples, text, kg_columns = _read_kg(paths["kg"], kg_format, columns)
+        triples, text, kg_columns = _read_kg(paths["kg"], kg_format, columns, encoding)
         file_columns += kg_columns
+        if not triples:  # Named here, not as links to entities that cannot be found.
+            raise DataError(paths["kg"], "a knowledge graph with at least one triple, got none "
+                                         "(an empty file, or one in another RDF format than "
+                                         "its extension says?)")
     unused = [key for key in columns if key not in file_columns]
     if unused:
         raise DataError(", ".join(p.name for p in paths.values()),
@@ -333,7 +522,7 @@ def load_csv(
     else:
         separators = {c: separator for c in (*item_categorical_columns, *user_categorical_columns)
                       if separator}
-    sources = {role: str(path) for role, path in paths.items() if role != "kg"}
+    sources = {role: str(path) for role, path in paths.items()}
     if "links" not in sources and item_iri_column is not None:
         sources["links"] = f"{paths['items']} column {item_iri_column!r}"
     return build_dataset(

@@ -26,7 +26,7 @@ def test_atomic_files_load_with_kg_and_links(tmp_path):
 
 def test_atomic_bad_inputs_name_the_place(tmp_path):
     write(tmp_path, "a.inter", "user_id:token\titem_id:token\trating:float\n1\t10\tfive\n")
-    with pytest.raises(DataError, match=r"a.inter row 1, column 'rating': a number, got 'five'"):
+    with pytest.raises(DataError, match=r"a.inter line 2 \(row 1\), column 'rating': a number, got 'five'"):
         load_atomic(tmp_path, "a")
     write(tmp_path, "b.inter", "user_id:token\titem_id:token\n1\t10\t7\n")
     with pytest.raises(DataError, match=r"b.inter line 2: 2 tab-separated fields, got 3"):

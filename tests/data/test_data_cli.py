@@ -69,7 +69,7 @@ def test_bad_input_prints_one_line_and_exits_2(tmp_path):
     bad.write_text("user_id,item_id,rating\nu1,i1,5\nu2,i2,five\n")
     done = run_module("info", "--interactions", str(bad))
     assert done.returncode == 2
-    assert done.stderr.startswith(f"error: {bad} row 2, column 'rating'"), done.stderr
+    assert done.stderr.startswith(f"error: {bad} line 3 (row 2), column 'rating'"), done.stderr
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
 
 

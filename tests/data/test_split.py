@@ -251,7 +251,7 @@ def test_split_files_take_rating_and_time_from_the_data_set(tmp_path):
 def test_split_files_new_pairs_need_their_own_numbers(tmp_path):
     train = write(tmp_path / "train.csv", "user_id,item_id\nu1,i1\nu1,i3\n")
     test = write(tmp_path / "test.csv", "user_id,item_id\nu2,i3\n")
-    with pytest.raises(DataError, match=r"train.csv row 2, column 'rating'"):
+    with pytest.raises(DataError, match=r"train.csv line 3 \(row 2\), column 'rating'"):
         split_from_files(small(), train, None, test)
     train = write(tmp_path / "train.csv", "user_id,item_id,rating,timestamp\nu1,i1,,\nu1,i3,2,50\n")
     split = split_from_files(small(), train, None, test)
@@ -261,13 +261,13 @@ def test_split_files_new_pairs_need_their_own_numbers(tmp_path):
 
 @pytest.mark.parametrize("train_text,test_text,message", [
     ("user_id,item_id\nu1,i1\nu7,i2\n", "user_id,item_id\nu2,i3\n",
-     "train.csv row 2, column 'user_id': a user id of small, got 'u7'"),
+     "train.csv line 3 (row 2), column 'user_id': a user id of small, got 'u7' (1 such rows; 1 unknown: 'u7')"),
     ("user_id,item_id\nu1,i1\n", "user_id,item_id\nu2,i3\nu2,nope\n",
-     "test.csv row 2, column 'item_id': an item id of small, got 'nope'"),
+     "test.csv line 3 (row 2), column 'item_id': an item id of small, got 'nope'"),
     ("user,item_id\nu1,i1\n", "user_id,item_id\nu2,i3\n",
-     "train.csv line 1: a column 'user_id' in the header"),
+     "train.csv line 1, column 'user_id': a column 'user_id' in a split file; columns found: ['user', 'item_id']"),
     ("user_id,item_id\nu1,i1\n", "user_id,item_id\nu2,i3\nu1,i1\n",
-     "test.csv row 2, column 'item_id': a pair not already in train.csv (it is on row 1 there)"),
+     "test.csv line 3 (row 2), column 'item_id': a pair not already in train.csv (it is on line 2 there)"),
     ("user_id,item_id\n", "user_id,item_id\nu2,i3\n", "train.csv line 2: at least one training row"),
 ])
 def test_split_files_errors_name_file_row_and_column(tmp_path, train_text, test_text, message):

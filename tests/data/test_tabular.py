@@ -72,7 +72,7 @@ def test_timestamps_epoch_and_iso8601(tmp_path):
     at = datetime(2024, 3, 1, 9, 30, tzinfo=timezone.utc).timestamp()
     assert stamps == [at, at, at, at - 9.5 * 3600, 86400.5]
     write(tmp_path, "bad.csv", "user_id,item_id,timestamp\nu,a,1700000000\nu,b,yesterday\n")
-    with pytest.raises(DataError, match=r"bad\.csv row 2, column 'timestamp': seconds since the epoch "
+    with pytest.raises(DataError, match=r"bad\.csv line 3 \(row 2\), column 'timestamp': seconds since the epoch "
                                         r"or an ISO-8601 date/time .*got 'yesterday'"):
         load_csv(tmp_path / "bad.csv")
 
@@ -80,7 +80,7 @@ def test_timestamps_epoch_and_iso8601(tmp_path):
 @pytest.mark.parametrize("cell", ["five", "", "nan", "inf", "4,5"])
 def test_a_rating_that_is_not_a_number_names_file_row_and_column(tmp_path, cell):
     inter = write(tmp_path, "ratings.csv", f'user_id,item_id,rating\nu1,i1,4\nu2,i1,"{cell}"\n')
-    with pytest.raises(DataError, match=rf"ratings\.csv row 2, column 'rating': a number, got '{cell}'"):
+    with pytest.raises(DataError, match=rf"ratings\.csv line 3 \(row 2\), column 'rating': a number, got '{cell}'"):
         load_csv(inter)
 
 
@@ -127,10 +127,10 @@ def test_empty_tables_and_malformed_rows(tmp_path):
     inter = write(tmp_path, "inter.csv", "user_id,item_id\n1,2\n")
     with pytest.raises(DataError, match=r"items\.csv: an items table with at least one data row"):
         load_csv(inter, write(tmp_path, "items.csv", "item_id,title\n"))
-    with pytest.raises(DataError, match=r"wide\.csv row 2: 2 fields as in the header \['user_id', "
+    with pytest.raises(DataError, match=r"wide\.csv line 4 \(row 2\): 2 fields as in the header \['user_id', "
                                         r"'item_id'\], got 3"):
         load_csv(write(tmp_path, "wide.csv", "user_id,item_id\n1,2\n\n1,3,9\n"))
-    with pytest.raises(DataError, match=r"blank\.csv row 2, column 'item_id': a non-empty id"):
+    with pytest.raises(DataError, match=r"blank\.csv line 3 \(row 2\), column 'item_id': a non-empty id"):
         load_csv(write(tmp_path, "blank.csv", "user_id,item_id\n1,2\n1,\n"))
     with pytest.raises(DataError, match=r"quote\.csv line 3: well-formed CSV"):
         load_csv(write(tmp_path, "quote.csv", 'user_id,item_id\n1,2\n1,"3"x\n'))
@@ -158,13 +158,13 @@ def test_interactions_naming_unknown_users_or_items(tmp_path):
     inter = write(tmp_path, "inter.csv", "user_id,item_id\nu1,i1\nu2,i9\n")
     items = write(tmp_path, "items.csv", "item_id\ni1\ni2\n")
     users = write(tmp_path, "users.csv", "user_id\nu1\n")
-    with pytest.raises(DataError, match=r"inter\.csv row 2, column 'item_id': an item listed in "
+    with pytest.raises(DataError, match=r"inter\.csv line 3 \(row 2\), column 'item_id': an item listed in "
                                         r".*items\.csv, got 'i9'"):
         load_csv(inter, items)
-    with pytest.raises(DataError, match=r"inter\.csv row 2, column 'user_id': a user listed in "
+    with pytest.raises(DataError, match=r"inter\.csv line 3 \(row 2\), column 'user_id': a user listed in "
                                         r".*users\.csv, got 'u2'"):
         load_csv(inter, users=users)
-    with pytest.raises(DataError, match=r"users2\.csv row 2, column 'user_id': a unique id"):
+    with pytest.raises(DataError, match=r"users2\.csv line 3 \(row 2\), column 'user_id': a unique id"):
         load_csv(inter, users=write(tmp_path, "users2.csv", "user_id\nu1\nu1\nu2\n"))
 
 
@@ -190,13 +190,14 @@ def test_links_naming_unknown_items_or_entities(tmp_path):
     items = write(tmp_path, "items.csv", "item_id,iri\n1,http://example.org/kg/nope\n")
     kg = write(tmp_path, "kg.ttl", TTL)
     bad_item = write(tmp_path, "links.csv", "item_id,entity_id\n1,http://example.org/kg/heat\n7,http://example.org/kg/up\n")
-    with pytest.raises(DataError, match=r"links\.csv row 2, column 'item_id': an item of the data set, got '7'"):
+    with pytest.raises(DataError, match=r"links\.csv line 3 \(row 2\), column 'item_id': an item of the data set, got '7'"):
         load_csv(inter, items, kg=kg, links=bad_item)
     bad_entity = write(tmp_path, "links2.csv", "item_id,entity_id\n1,http://example.org/kg/nope\n")
-    with pytest.raises(DataError, match=r"links2\.csv row 1, column 'entity_id': an entity that appears "
-                                        r"in the knowledge graph, got 'http://example.org/kg/nope'"):
+    with pytest.raises(DataError, match=r"links2\.csv line 2 \(row 1\), column 'entity_id': an entity that "
+                                        r"appears in the knowledge graph \(.*kg\.ttl\), got "
+                                        r"'http://example.org/kg/nope'"):
         load_csv(inter, items, kg=kg, links=bad_entity)
-    with pytest.raises(DataError, match=r"items\.csv row 1, column 'iri': an entity IRI that appears in "
+    with pytest.raises(DataError, match=r"items\.csv line 2 \(row 1\), column 'iri': an entity IRI that appears in "
                                         r".*kg\.ttl, got 'http://example.org/kg/nope'"):
         load_csv(inter, items, kg=kg, item_iri_column="iri")
     with pytest.raises(ValueError, match=r"links= .* needs kg="):
