@@ -37,7 +37,10 @@ class RelationalPlan:
     adj: dict[NodeType, Tensor]
 
 
-def _csr(row: Tensor, col: Tensor, value: Tensor, shape: tuple[int, int]) -> Tensor:
+def sparse_adjacency(row: Tensor, col: Tensor, value: Tensor, shape: tuple[int, int]
+                     ) -> Tensor:
+    """A CSR matrix of ``shape`` with ``value[e]`` at ``(row[e], col[e])`` (pairs need not be
+    sorted; repeated pairs are kept as separate entries, whose products add up)."""
     order = torch.argsort(row * max(1, shape[1]) + col)
     crow = torch.zeros(shape[0] + 1, dtype=torch.long, device=row.device)
     crow[1:] = torch.cumsum(torch.bincount(row, minlength=shape[0]), 0)
@@ -110,8 +113,8 @@ class RelationalPlanner:
             col = torch.cat([c[1] + int(sizes[k]) for k, c in enumerate(chunks)])
             value = torch.cat([c[2] for c in chunks])
             n_dst, n_src = self.num_nodes_dict[dst_type], int(sizes[-1])
-            adj_t[dst_type] = _csr(row, col, value, (n_dst, n_src))
-            adj[dst_type] = _csr(col, row, value, (n_src, n_dst))
+            adj_t[dst_type] = sparse_adjacency(row, col, value, (n_dst, n_src))
+            adj[dst_type] = sparse_adjacency(col, row, value, (n_src, n_dst))
             self._adj[dst_type] = (key, adj_t[dst_type], adj[dst_type], 0)
         return RelationalPlan(blocks, adj_t, adj)
 

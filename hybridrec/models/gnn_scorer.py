@@ -12,7 +12,7 @@ from torch_geometric.utils import degree
 
 from hybridrec.config import ModelConfig
 from hybridrec.graph import INTERACTS
-from hybridrec.models.gnn import ConvKind, HeteroGNN
+from hybridrec.models.gnn import ConvKind, HeteroGNN, sparse_adjacency
 
 
 
@@ -148,8 +148,12 @@ class GNNScorer(torch.nn.Module):
         "Title. Year: ... Genre: ..." layout), which otherwise dominates the cosines."""
         item_x = item_x.float()
         item_text = F.normalize(item_x - item_x.mean(0), dim=-1)
-        profile = item_text.new_zeros(self.num_users, item_text.size(1))
-        profile.index_add_(0, interactions[0], item_text.index_select(0, interactions[1]))
+        # A sparse product, not a gather of one text row per interaction and a scatter-add:
+        # the same sums without materialising [E, D] (an order of magnitude less time).
+        ones = item_text.new_ones(interactions.size(1))
+        adjacency = sparse_adjacency(interactions[0], interactions[1], ones,
+                                     (self.num_users, self.num_items))
+        profile = torch.sparse.mm(adjacency, item_text)
         return F.normalize(profile, dim=-1), item_text
 
     def text_scale(self) -> float:
