@@ -159,19 +159,31 @@ def compute_loss(
         # Only the GNN's graph loses the label edges; cold masks and text profiles keep them.
         graph = drop_interactions(graph, batch.cold_items,
                                   torch.stack([batch.users, batch.items]))
-    users, items = model.embed(x_dict, graph, interactions)
-    u = users.index_select(0, batch.users)  # [B, H']
-    pos = (u * items.index_select(0, batch.items)).sum(-1)  # [B]
-    if batch.negatives.dim() == 2:
-        neg = u @ items.index_select(0, batch.negatives[0]).t()  # [B, K]
-    else:
-        neg = (u * items.index_select(0, batch.negatives)).sum(-1)  # [B]
+    parts = model.embed_parts(x_dict, graph, interactions)
+    pos, neg = _pair_scores(parts.user, parts.item, batch)
+    if parts.user_text is not None:
+        # The text part is constant but for its weight: scored without autograd (no
+        # backward products), then scaled, so that only the weight's gradient flows.
+        with torch.no_grad():
+            text_pos, text_neg = _pair_scores(parts.user_text, parts.item_text, batch)
+        pos = pos + parts.scale * text_pos.to(pos.dtype)
+        neg = neg + parts.scale * text_neg.to(neg.dtype)
     total = ranking_loss(pos, neg, batch.items, batch.negatives, batch.negative_mask, loss,
                          temperature)
     if weight_decay:
         seen = torch.cat([batch.items, batch.negatives.reshape(-1)])
         total = total + weight_decay * model.embedding_penalty(batch.users, seen)
     return total
+
+
+def _pair_scores(users: Tensor, items: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+    """Dot products of the batch's pairs ``[B]`` and of its users with their negatives
+    (``[B, K]`` for shared negatives, ``[B]`` for one per row)."""
+    u = users.index_select(0, batch.users)  # [B, H]
+    pos = (u * items.index_select(0, batch.items)).sum(-1)
+    if batch.negatives.dim() == 2:
+        return pos, u @ items.index_select(0, batch.negatives[0]).t()
+    return pos, (u * items.index_select(0, batch.negatives)).sum(-1)
 
 
 def train_step(

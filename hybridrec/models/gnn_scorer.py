@@ -2,6 +2,8 @@
 scorer trained by link prediction."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -14,6 +16,20 @@ from hybridrec.config import ModelConfig
 from hybridrec.graph import INTERACTS
 from hybridrec.models.gnn import ConvKind, HeteroGNN, sparse_adjacency
 
+
+
+@dataclass
+class EmbeddingParts:
+    """:meth:`GNNScorer.embed_parts`: the GNN's user and item vectors ``[U, H]``, ``[I, H]``,
+    and the text channel's user profiles ``[U, D]``, centred item texts ``[I, D]`` and
+    weight :math:`e^{\gamma}` (``None`` without the channel). The score is
+    ``user @ item.T + scale * user_text @ item_text.T``."""
+
+    user: Tensor
+    item: Tensor
+    user_text: Tensor | None = None
+    item_text: Tensor | None = None
+    scale: Tensor | None = None
 
 
 class GNNScorer(torch.nn.Module):
@@ -124,17 +140,32 @@ class GNNScorer(torch.nn.Module):
                 profiles, when they differ from ``edge_index_dict``'s (training leaves a
                 batch's label edges out of the GNN's graph only) (default: ``None``).
         """
+        parts = self.embed_parts(x_dict, edge_index_dict, interactions)
+        users, items = parts.user, parts.item
+        if parts.user_text is not None:
+            users = torch.cat([users, parts.scale * parts.user_text.to(users.dtype)], -1)
+            items = torch.cat([items, parts.item_text.to(items.dtype)], -1)
+        return users, items
+
+    def embed_parts(
+        self,
+        x_dict: dict[NodeType, Tensor],
+        edge_index_dict: dict[EdgeType, Tensor],
+        interactions: Tensor | None = None,
+    ) -> EmbeddingParts:
+        """:meth:`embed`'s vectors before they are joined: the GNN's :math:`\mathbf{z}`, and
+        the text channel's constant profiles and learned scale. Training scores the two
+        apart: the text part needs no gradient but the scale's, so its products need no
+        backward pass (384 of the 448 columns)."""
         ui = edge_index_dict[INTERACTS] if interactions is None else interactions
         cold = {"user": degree(ui[0], self.num_users) == 0,
                 "item": degree(ui[1], self.num_items) == 0}
         z = self.gnn(x_dict, edge_index_dict, cold)
-        users, items = z["user"], z["item"]
-        if self.text_channel:
-            user_text, item_text = self.text_profiles(x_dict["item"], ui)
-            scale = self.text_log_scale.exp()
-            users = torch.cat([users, scale * user_text.to(users.dtype)], -1)
-            items = torch.cat([items, item_text.to(items.dtype)], -1)
-        return users, items
+        if not self.text_channel:
+            return EmbeddingParts(z["user"], z["item"])
+        user_text, item_text = self.text_profiles(x_dict["item"], ui)
+        return EmbeddingParts(z["user"], z["item"], user_text, item_text,
+                              self.text_log_scale.exp())
 
     @torch.no_grad()
     def text_profiles(self, item_x: Tensor, interactions: Tensor) -> tuple[Tensor, Tensor]:
