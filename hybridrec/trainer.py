@@ -165,7 +165,8 @@ def compute_loss(
         # The text part is constant but for its weight: scored without autograd (no
         # backward products), then scaled, so that only the weight's gradient flows.
         with torch.no_grad():
-            text_pos, text_neg = _pair_scores(parts.user_text, parts.item_text, batch)
+            text_pos, text_neg = _pair_scores(parts.user_text, parts.item_text, batch,
+                                              per_user=True)
         pos = pos + parts.scale * text_pos.to(pos.dtype)
         neg = neg + parts.scale * text_neg.to(neg.dtype)
     total = ranking_loss(pos, neg, batch.items, batch.negatives, batch.negative_mask, loss,
@@ -176,13 +177,19 @@ def compute_loss(
     return total
 
 
-def _pair_scores(users: Tensor, items: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+def _pair_scores(users: Tensor, items: Tensor, batch: Batch, per_user: bool = False
+                 ) -> tuple[Tensor, Tensor]:
     """Dot products of the batch's pairs ``[B]`` and of its users with their negatives
-    (``[B, K]`` for shared negatives, ``[B]`` for one per row)."""
+    (``[B, K]`` for shared negatives, ``[B]`` for one per row). With ``per_user`` and fewer
+    users than rows, shared negatives are scored once per user and gathered (ml-100k: 943
+    users for 4,096 rows)."""
     u = users.index_select(0, batch.users)  # [B, H]
     pos = (u * items.index_select(0, batch.items)).sum(-1)
     if batch.negatives.dim() == 2:
-        return pos, u @ items.index_select(0, batch.negatives[0]).t()
+        negatives = items.index_select(0, batch.negatives[0]).t()
+        if per_user and users.size(0) < batch.users.numel():
+            return pos, (users @ negatives).index_select(0, batch.users)
+        return pos, u @ negatives
     return pos, (u * items.index_select(0, batch.negatives)).sum(-1)
 
 
