@@ -13,7 +13,8 @@ from hybridrec.data.split import Split
 def without_items(dataset: Dataset, split: Split, item_ids: set[str]
                   ) -> tuple[Dataset, Split, list[dict[str, str]], list, dict[str, str]]:
     """``dataset`` and ``split`` without the items ``item_ids`` (their interactions, table
-    rows, attributes and item links removed; the KG keeps their entities), and the
+    rows, attributes and item links removed; the KG keeps their entities; the split's other
+    cold items stay cold), and the
     ``(rows, triples, links)`` that :meth:`~hybridrec.Recommender.add_items` takes to add
     them back: the table rows, no extra triples (the KG already holds them), and each item's
     link to its KG entity."""
@@ -40,7 +41,8 @@ def without_items(dataset: Dataset, split: Split, item_ids: set[str]
         interactions=keep(dataset.interactions),
         item_table={c: v[~gone] for c, v in dataset.item_table.items()},
         item_attributes=attributes, item_entity=item_entity)
+    cold_kept = split.cold_items[~gone[split.cold_items]]  # cold items not removed stay cold
     reduced_split = Split(split.kind, keep(split.train), keep(split.valid), keep(split.test),
-                          cold_items=np.zeros(0, np.int64), cold_users=split.cold_users,
+                          cold_items=remap[cold_kept], cold_users=split.cold_users,
                           seed=split.seed)
     return reduced, reduced_split, rows, [], links
