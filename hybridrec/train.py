@@ -330,6 +330,7 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
     out = args.out or Path("runs") / f"hybrid-{dataset.name}-{split.kind}"
     check_out(out)
     log.info("Config: %s", config.to_dict())
+    capped_metric(config.train.valid_metric, dataset.num_items)  # a bad name stops here
     # A resumed run must be the interrupted one: same data, split and settings (checked
     # before anything is fitted).
     check_checkpoint(out.with_name(out.name + ".ckpt"), config, dataset, split, args.resume)

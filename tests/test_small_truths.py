@@ -108,3 +108,17 @@ def test_each_warning_is_printed_once(tmp_path, capfd):
                  "--set", "model.mf_lightgcn_epochs=5", "--out", str(tmp_path / "run")]) == 0
     err = capfd.readouterr().err  # the worker process's stderr included
     assert err.count("2 repeated (user, item) rows dropped") == 1, err
+
+
+@pytest.mark.parametrize("metric, message", [
+    ("ndgc@5", "expected one of recall, ndcg"), ("ndcg@x", "a name and a cut-off"),
+    ("ndcg@0", "at least 1")])
+def test_a_bad_validation_metric_stops_before_anything_is_written(tmp_path, capsys, metric,
+                                                                  message):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, DATA + SMALL + ["--set", f"train.valid_metric={metric}", "--out",
+                                      str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []

@@ -34,9 +34,15 @@ def capped_metric(metric: str, num_items: int) -> tuple[str, int]:
     """``(name, k)`` of a validation metric such as ``"ndcg@20"`` on a catalogue of
     ``num_items``: a cut-off larger than the catalogue ranks all of it (``"ndcg@13"``), as the
     final evaluation does."""
+    from hybridrec.metrics import METRICS
+
     base, sep, cut = metric.rpartition("@")
     if not sep:
         return metric, min(20, num_items)
+    names = (*METRICS, "avg_popularity", "long_tail_share")
+    if base not in names:
+        raise ValueError(f"valid_metric {metric!r}: expected one of {', '.join(names)} with a "
+                         f"cut-off, such as ndcg@20")
     try:
         k = int(cut)
     except ValueError:
