@@ -174,8 +174,6 @@ def cold_items(seed: int) -> dict:
     out["text_only_cold_recall@20"] = _text_only_recall(absent, test, cold)
     out["ratio_added_to_present"] = round(out["added_cold_recall@20"]
                                           / out["present_cold_recall@20"], 4)
-    out["cold_graph_weight"] = {"present": present.run.info.get("cold_graph_weight"),
-                                "absent": absent.run.info.get("cold_graph_weight")}
     return out
 
 

@@ -193,11 +193,6 @@ class HybridFit:
         lightgcn_epochs: the LightGCN's epochs (0 without).
         seconds: wall time of each phase: ``graph``, ``als``, ``lightgcn``, ``gnn`` (its
             epochs and their validation), ``gate``, ``refit`` (the final fits on every pair).
-        cold_graph_weight: the weight of the GNN's graph part in the vectors of items without
-            training interactions (:func:`select_cold_graph_weight`); items added later get
-            it too.
-        cold_graph_valid: validation cold-only Recall@20 per weight tried (empty when
-            nothing was chosen).
     """
 
     gnn: GNNScorer
@@ -208,8 +203,6 @@ class HybridFit:
     gate_kept: bool = False
     lightgcn_epochs: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
-    cold_graph_weight: float = 1.0
-    cold_graph_valid: dict[str, float] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -350,65 +343,8 @@ def fit_hybrid(
             item_degree = degree(every_pair[1], num_items)
             gnn_tower = TrainedGNN(gnn, *graph_inputs(graph, device)).tower()
             mix = mix_with(gnn_tower, gate if kept else None)
-    # 6. How far items without interactions trust the graph part of their GNN vector.
-    weight, tried = 1.0, {}
-    if not kept:  # A kept gate weighs cold items itself.
-        weight, tried = select_cold_graph_weight(mix, dataset, split, gnn.hidden_channels,
-                                                 device)
-        mix = with_cold_graph_weight(mix, weight, gnn.hidden_channels)
     log.info("Hybrid fitted: %s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
-    return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds,
-                     weight, tried)
-
-
-#: Weights of the graph part tried for items without interactions, the trained one first.
-COLD_GRAPH_WEIGHTS = (1.0, 0.5, 0.25, 0.1)
-#: Fewer validation cold items than this decide nothing: the weight stays 1 (a random split
-#: of ml-100k has about 20, mostly with one validation pair each: noise, not evidence).
-MIN_VALID_COLD_ITEMS = 50
-
-
-def with_cold_graph_weight(mix: Mix, weight: float, hidden: int) -> Mix:
-    r"""``mix`` with the graph part :math:`\mathbf{z}_i` (the GNN tower's first ``hidden``
-    columns) of every item without interactions scaled by ``weight``; its text part stays."""
-    if weight == 1.0:
-        return mix
-    out = mix.copy()
-    items = out.towers["gnn"].item
-    cold = (out.item_degree == 0).to(items.device)
-    items[cold, :hidden] *= weight
-    return out
-
-
-def select_cold_graph_weight(mix: Mix, dataset: Dataset, split: Split, hidden: int,
-                             device: torch.device) -> tuple[float, dict[str, float]]:
-    r"""The weight :math:`\beta` of the GNN's graph part for items without training
-    interactions, :math:`s(u, i) = \beta\, \mathbf{z}_u^\top \mathbf{z}_i + e^{\gamma}
-    \bar{\mathbf{t}}_u^\top \hat{\mathbf{t}}_i`, chosen among :data:`COLD_GRAPH_WEIGHTS` by
-    validation cold-only Recall@20 (ties keep the larger).
-
-    A cold item's :math:`\mathbf{z}_i` comes from its text and KG neighbours only, and how much
-    that path is worth against the text channel varies from one training run to the next
-    (the same split, another seed: from well above text-only to well below); validation
-    cold items, where a split has them, say which run this is. Without enough of them
-    (:data:`MIN_VALID_COLD_ITEMS`) the weight stays 1."""
-    cold = (mix.item_degree == 0).cpu().numpy()
-    valid_cold = np.unique(split.valid.item_index[cold[split.valid.item_index]]) \
-        if len(split.valid) else np.zeros(0, np.int64)
-    if len(valid_cold) < MIN_VALID_COLD_ITEMS:
-        return 1.0, {}
-    tried: dict[str, float] = {}
-    best, best_recall = 1.0, -1.0
-    for weight in COLD_GRAPH_WEIGHTS:
-        metrics = evaluate(with_cold_graph_weight(mix, weight, hidden), dataset, split,
-                           part="valid", ks=(20,), item_subset="cold", device=device)
-        recall = float(metrics["recall@20"] or 0.0)
-        tried[str(weight)] = recall
-        if recall > best_recall:
-            best, best_recall = weight, recall
-    log.info("Cold items: graph weight %g (validation cold-only Recall@20 by weight: %s)",
-             best, ", ".join(f"{w} {r:.4f}" for w, r in tried.items()))
-    return best, tried
+    return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds)
 
 
 def _validation_metric(dataset: Dataset, split: Split, name: str,

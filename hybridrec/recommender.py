@@ -157,9 +157,6 @@ class Recommender:
         # The text channel's centred unit item texts are the GNN tower's last columns.
         self._text_columns = slice(hidden, gnn_items.size(1)) if self.model.text_channel \
             else None
-        # Items without interactions weigh the graph part of their GNN vector by this
-        # (chosen on validation at training time; see select_cold_graph_weight).
-        self._cold_graph_weight = float(run.info.get("cold_graph_weight", 1.0))
         if self.model.text_channel:
             # Frozen at training time: new items are centred on the same mean.
             self._item_mean = self._x_dict["item"].float().mean(0)
@@ -210,8 +207,7 @@ class Recommender:
             folder = save_run(Path(tmp) / "run", config=config, model=fitted.gnn,
                               scorer=fitted.mix, graph=fitted.graph, split=split, ids=ids,
                               dataset=dataset,
-                              metrics=metrics, info={"best_epoch": fitted.result.best_epoch,
-                                                   "cold_graph_weight": fitted.cold_graph_weight})
+                              metrics=metrics, info={"best_epoch": fitted.result.best_epoch})
             return cls.load(folder)
 
     @classmethod
@@ -693,7 +689,6 @@ class Recommender:
         out = {"degree": torch.zeros(n, device=self.device)}
         for name, tower in self.mix.towers.items():
             out[name] = tower.item.new_zeros(n, tower.item.size(1))
-        z = z * self._cold_graph_weight
         if self._text_columns is not None:
             z = torch.cat([z, F.normalize(x.float() - self._item_mean, dim=-1)], -1)
         out["gnn"] = z

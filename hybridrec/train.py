@@ -376,8 +376,6 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
             "gate": None if fitted.gate is None else {
                 "kept": fitted.gate_kept, "history": fitted.gate[0].history,
                 "fixed_mix_valid": fitted.gate[1], "best_valid": fitted.gate[0].best_score},
-            "cold_graph_weight": fitted.cold_graph_weight,
-            "cold_graph_valid": fitted.cold_graph_valid,
             "seconds": {**timings}, "device": str(device),
             "text_model": None if features is None else features.model_id,
             "dataset": dataset.info()}
