@@ -89,6 +89,8 @@ class KnowledgePaths:
         self.facts: dict[int, list[tuple[str, bool, tuple[str, int]]]] = defaultdict(list)
         # holders[node] = items with a fact pointing at node.
         self.holders: dict[tuple[str, int], set[int]] = defaultdict(set)
+        # first_label[item][node] = the relation label of the item's first fact about node.
+        self.first_label: dict[int, dict[tuple[str, int], str]] = defaultdict(dict)
         for item, rel, entity in dataset.item_attributes:
             self._add(int(item), int(rel), ("entity", int(entity)), False)
         for head, rel, tail in dataset.kg_triples:
@@ -102,6 +104,7 @@ class KnowledgePaths:
         label = self.relation_labels[rel]
         self.facts[item].append((label, reverse, node))
         self.holders[node].add(item)
+        self.first_label[item].setdefault(node, label)
 
     def add_triple(self, head: int, rel: int, tail: int) -> None:
         """Index one KG triple between entity indices (linked entities become items)."""
@@ -141,33 +144,47 @@ class KnowledgePaths:
         rarer shared nodes first (a shared director says more than a shared genre)."""
         history_set = set(int(h) for h in history)
         target = self.label(("item", item))
-        found: list[tuple[int, int, int, KGPath]] = []
+        direct: list[KGPath] = []
+        # Two-hop paths in groups of equal rank, (bare KG id?, holders of the shared node):
+        # only the best groups are spelled out, until ``limit`` paths are found.
+        groups: dict[tuple[bool, int], list[tuple[str, tuple[str, int]]]] = defaultdict(list)
         for label, reverse, node in self.facts.get(item, ()):
             if node[0] == "item" and node[1] in history_set:
                 step = PathStep(self.label(node), label, target) if reverse else \
                     PathStep(target, label, self.label(node))
                 text = f"{step.source} --{label}--> {step.target}"
-                found.append((0, 0, 0, KGPath(self.label(node), (step,), text)))
+                direct.append(KGPath(self.label(node), (step,), text))
                 continue
-            sharers = self.holders.get(node, set()) & history_set
-            for h in sorted(sharers):
-                if h == item:
-                    continue
-                back = next((lbl for lbl, rev, n in self.facts.get(h, ()) if n == node), label)
-                middle = self.label(node)
-                first, second = PathStep(self.label(("item", h)), back, middle), \
-                    PathStep(target, label, middle)
-                text = (f"{first.source} --{back}--> {middle} <--{label}-- {target}")
-                labelled = self.has_label(node)
-                found.append((1, not labelled, len(self.holders[node]),
-                              KGPath(first.source, (first, second), text, labelled)))
-        found.sort(key=lambda entry: (*entry[:3], entry[3].text))
-        seen, out = set(), []
-        for *_, path in found:
-            if path.text not in seen:
-                seen.add(path.text)
-                out.append(path)
-            if len(out) == limit:
+            holders = self.holders.get(node)
+            if holders:
+                groups[(not self.has_label(node), len(holders))].append((label, node))
+        seen: set[str] = set()
+        out: list[KGPath] = []
+
+        def take(paths: list[KGPath]) -> bool:
+            for path in sorted(paths, key=lambda p: p.text):
+                if path.text not in seen:
+                    seen.add(path.text)
+                    out.append(path)
+                if len(out) == limit:
+                    return True
+            return False
+
+        if take(direct):
+            return out
+        for rank in sorted(groups):
+            paths = []
+            for label, node in groups[rank]:
+                middle, labelled = self.label(node), self.has_label(node)
+                for h in sorted(self.holders[node] & history_set):
+                    if h == item:
+                        continue
+                    back = self.first_label[h].get(node, label)
+                    first, second = PathStep(self.label(("item", h)), back, middle), \
+                        PathStep(target, label, middle)
+                    text = f"{first.source} --{back}--> {middle} <--{label}-- {target}"
+                    paths.append(KGPath(first.source, (first, second), text, labelled))
+            if take(paths):
                 break
         return out
 
