@@ -36,6 +36,9 @@ _NET_EVENTS = {"socket.connect", "socket.sendto", "socket.sendmsg", "socket.geta
                "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr"}
 
 
+_REPOSITORY = os.path.realpath(Path(__file__).resolve().parent.parent)
+
+
 class _Guard:
     active = False
     allowed: tuple[str, ...] = ()
@@ -66,6 +69,8 @@ def _allowed_path(path) -> bool:
     real = os.path.realpath(os.path.abspath(path))
     if "__pycache__" in Path(real).parts or real == os.devnull:
         return True
+    if real == _REPOSITORY or real.startswith(_REPOSITORY + os.sep):
+        return False  # the checkout, even when it lies in a temporary folder itself
     return any(real == root or real.startswith(root + os.sep) for root in _Guard.allowed)
 
 

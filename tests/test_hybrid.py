@@ -73,7 +73,7 @@ def test_the_story_fits_each_scorer_once_and_mixes_them(tmp_path):
     other = dataclasses.replace(dataset, interactions=dataset.interactions.select(kept))
     with pytest.raises(DataError, match="--resume with changed data: the data set differs "
                                         r"\(12 users, 12 items, \d+ interactions at the "
-                                        "checkpoint; 12, 12, \d+ now\)"):
+                                        r"checkpoint; 12, 12, \d+ now\)"):
         fit_hybrid(config, other, split, features, checkpoint_dir=tmp_path, resume=True)
     swapped = dataclasses.replace(split, train=split.test, test=split.train)
     with pytest.raises(DataError, match="split: the training pairs differ.*split: the test pairs"):

@@ -20,7 +20,7 @@ from hybridrec.models.gnn import ConvKind, HeteroGNN, sparse_adjacency
 
 @dataclass
 class EmbeddingParts:
-    """:meth:`GNNScorer.embed_parts`: the GNN's user and item vectors ``[U, H]``, ``[I, H]``,
+    r""":meth:`GNNScorer.embed_parts`: the GNN's user and item vectors ``[U, H]``, ``[I, H]``,
     and the text channel's user profiles ``[U, D]``, centred item texts ``[I, D]`` and
     weight :math:`e^{\gamma}` (``None`` without the channel). The score is
     ``user @ item.T + scale * user_text @ item_text.T``."""
@@ -153,7 +153,7 @@ class GNNScorer(torch.nn.Module):
         edge_index_dict: dict[EdgeType, Tensor],
         interactions: Tensor | None = None,
     ) -> EmbeddingParts:
-        """:meth:`embed`'s vectors before they are joined: the GNN's :math:`\mathbf{z}`, and
+        r""":meth:`embed`'s vectors before they are joined: the GNN's :math:`\mathbf{z}`, and
         the text channel's constant profiles and learned scale. Training scores the two
         apart: the text part needs no gradient but the scale's, so its products need no
         backward pass (384 of the 448 columns)."""
