@@ -26,6 +26,7 @@ figures as one Markdown table.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -67,6 +68,10 @@ def latency(run: Path) -> dict:
     from hybridrec import Recommender
 
     rec = Recommender.load(run)
+    # As a server does (python -m hybridrec.serve): the loaded run's ~half a million
+    # long-lived objects leave the collector's generations, else a full collection
+    # triggered by any call's allocations stalls it for about 0.4 s.
+    gc.freeze()
     users = list(rec.user_ids.ids)
     rng = np.random.default_rng(0)
     picks = [users[i] for i in rng.integers(0, len(users), 200)]
@@ -80,7 +85,9 @@ def latency(run: Path) -> dict:
     histories = [[items[i] for i in rng.integers(0, len(items), 10)] for _ in range(50)]
     hist = iter(histories * 10)
     out["recommend_for_history"] = _timed(lambda: rec.recommend_for_history(next(hist), 10), 300)
-    sentences = iter([f"{s} number {n}" for n in range(200) for s in GENRES])
+    # New sentences on every run: the encoder's disk cache would answer repeated ones.
+    run_id = time.time_ns()
+    sentences = iter([f"{s} number {n} of run {run_id}" for n in range(200) for s in GENRES])
     out["recommend_for_text"] = _timed(lambda: rec.recommend_for_text(next(sentences), 10), 100)
     pairs = [(u, r) for u in picks[:100] for r in rec.recommend(u, k=10).item_ids]
     pair_iter = iter(pairs * 2)
@@ -90,7 +97,7 @@ def latency(run: Path) -> dict:
 
     def add_one():
         n = next(counter)
-        rec.add_items([{**row, "item_id": f"new-{n}", "title": f"A new film {n}",
+        rec.add_items([{**row, "item_id": f"new-{n}", "title": f"A new film {n} ({run_id})",
                         "year": "1998", "genre": "Drama"}])
     out["add_items_one"] = _timed(add_one, 50)
     # Explanations over (user, top-10) pairs of every user.
