@@ -27,6 +27,21 @@ from hybridrec.data.split import Split
 from hybridrec.evaluation import evaluate, recommend_topk
 from hybridrec.scoring import Scorer, UserItems
 
+#: ``python -m hybridrec.train`` flags for the example data set in ``kg/examples``.
+EXAMPLE_DATA = ["--interactions", "kg/examples/interactions.csv",
+                "--items", "kg/examples/items.csv", "--users", "kg/examples/users.csv",
+                "--kg", "kg/examples/graph.ttl", "--item-iri", "iri",
+                "--item-text", "title,year", "--item-categorical", "genre",
+                "--user-text", "age", "--user-categorical", "gender,occupation"]
+#: Flags that train it in seconds (tiny model, few epochs, no baseline table).
+EXAMPLE_SMALL = ["--epochs", "3", "--quiet", "--no-baselines", "--ratios", "0.6,0.2,0.2",
+                 "--set", "train.valid_metric=ndcg@5", "--set", "train.batch_size=16",
+                 "--set", "train.num_negatives=8", "--set", "model.hidden_channels=16"]
+#: A film the example data lacks, by a director it has: what add_items tests add.
+MANN = "http://example.org/kg/michael_mann"
+THIEF = {"item_id": "m14", "title": "Thief", "year": "1981", "genre": "Crime|Thriller",
+         "iri": "http://example.org/kg/thief"}
+
 
 def devices() -> list[str]:
     """``["cpu"]``, plus ``"cuda"`` when available (as PyG's ``withDevice``)."""

@@ -4,8 +4,6 @@ import os
 import socket
 import threading
 
-import pytest
-
 
 def test_writes_outside_the_temporary_folders_are_refused(guard_allows, tmp_path):
     here = os.path.join(os.path.dirname(__file__), "guard-should-never-exist.txt")

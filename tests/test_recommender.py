@@ -12,20 +12,10 @@ from hybridrec.data.errors import DataError
 from hybridrec.recommend import main as recommend_main
 from hybridrec.recommender import UnknownIdError, als_fold_in
 from hybridrec.train import main as train_main
+from hybridrec.testing import EXAMPLE_DATA as DATA, EXAMPLE_SMALL as SMALL, MANN, THIEF
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-EX = "kg/examples"
-DATA = ["--interactions", f"{EX}/interactions.csv", "--items", f"{EX}/items.csv",
-        "--users", f"{EX}/users.csv", "--kg", f"{EX}/graph.ttl", "--item-iri", "iri",
-        "--item-text", "title,year", "--item-categorical", "genre", "--user-text", "age",
-        "--user-categorical", "gender,occupation"]
-SMALL = ["--epochs", "3", "--quiet", "--no-baselines", "--ratios", "0.6,0.2,0.2",
-         "--set", "train.valid_metric=ndcg@5", "--set", "train.batch_size=16",
-         "--set", "train.num_negatives=8", "--set", "model.hidden_channels=16"]
-MANN = "http://example.org/kg/michael_mann"
-THIEF = {"item_id": "m14", "title": "Thief", "year": "1981", "genre": "Crime|Thriller",
-         "iri": "http://example.org/kg/thief"}
 THIEF_KG = [("http://example.org/kg/thief", "schema:director", MANN)]
 
 

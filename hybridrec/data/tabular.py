@@ -25,7 +25,7 @@ import pandas as pd
 from hybridrec.data.build import build_dataset, place
 from hybridrec.data.dataset import Dataset
 from hybridrec.data.errors import DataError
-from hybridrec.data.rdf import check_local_path, kg_inputs, load_rdf, read_utf8
+from hybridrec.data.rdf import check_local_path, kg_inputs, load_rdf
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ are merged into one.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
