@@ -593,9 +593,9 @@ class Recommender:
         in_edges: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
         facts: list[list[tuple[int, tuple[str, int], bool]]] = [[] for _ in new_ids]
         skipped: list[str] = []
+        batch = {item_id: r for r, item_id in enumerate(new_ids)}
         for row, other, relation, outgoing in _mini_facts(mini):
-            self._attach(row, other, relation, outgoing, in_edges, facts, skipped,
-                         {item_id: r for r, item_id in enumerate(new_ids)})
+            self._attach(row, other, relation, outgoing, in_edges, facts, skipped, batch)
         # 4. The GNN over the new nodes; the other scorers know nothing of them (zeros).
         n = len(new_ids)
         # Once per pair, as in the training graph: a KG that states a relation and its
