@@ -154,18 +154,14 @@ def app_from_environment() -> FastAPI:
 
 
 def _add_routes(app: FastAPI, live: LiveRecommender, metrics: Metrics) -> None:
-    # Calls of a millisecond or less run on the event loop: no thread hop, no contention for
-    # the GIL. Slower calls run one at a time in a thread per queue (explanations; sentences,
-    # mostly in torch, which lets go of the GIL; updates), so that they hold up the loop's
-    # fast calls only between GIL switches, and a sentence does not queue behind a list of
-    # explanations. The loop waits only while an update changes the Recommender; an update
+    # Calls of a few milliseconds or less (lists, similar items, histories, explanations and
+    # explained lists) run on the event loop: no thread hop, no contention for the GIL, which
+    # a thread doing Python work would wait for at every switch interval. Slower calls run
+    # one at a time in a thread per queue (sentences, mostly in torch, which lets go of the
+    # GIL; updates). The loop waits only while an update changes the Recommender; an update
     # waits for the reads in progress.
     async def fast(work):
         with live.reading(impatient=True) as rec:
-            return work(rec)
-
-    def read(work):
-        with live.reading() as rec:
             return work(rec)
 
     def encode(work):
@@ -174,7 +170,7 @@ def _add_routes(app: FastAPI, live: LiveRecommender, metrics: Metrics) -> None:
 
     limiters: dict[str, anyio.CapacityLimiter] = {}
 
-    async def slow(call, *args, queue: str = "explanations"):
+    async def slow(call, *args, queue: str):
         if queue not in limiters:  # made on the event loop, as older anyio needs
             limiters[queue] = anyio.CapacityLimiter(1)
         return await anyio.to_thread.run_sync(call, *args, limiter=limiters[queue])
@@ -195,7 +191,7 @@ def _add_routes(app: FastAPI, live: LiveRecommender, metrics: Metrics) -> None:
                     entry["explanation"] = rec.explain(user, entry["item_id"]).to_dict()
             return out
 
-        return JSONResponse(await slow(read, work) if explain else await fast(work))
+        return JSONResponse(await fast(work))
 
     @app.post("/recommend")
     async def recommend_new_user(body: RecommendBody) -> JSONResponse:
@@ -235,7 +231,7 @@ def _add_routes(app: FastAPI, live: LiveRecommender, metrics: Metrics) -> None:
             _known(rec.item_ids, item, "item")
             return rec.explain(user, item).to_dict()
 
-        return JSONResponse(await slow(read, work))
+        return JSONResponse(await fast(work))
 
     @app.post("/items")
     async def add_items(body: ItemsBody) -> JSONResponse:
