@@ -20,6 +20,15 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def save_result(folder: Path, name: str, result: dict[str, Any]) -> Path:
+    """One benchmark part's figures as ``folder/name.json`` (written atomically), and printed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(result, indent=1)
+    _write_text(folder / f"{name}.json", text + "\n")
+    print(text)
+    return folder / f"{name}.json"
+
+
 def _cell(values: list[float | None], digits: int = 4) -> str:
     values = [v for v in values if v is not None]
     if not values:

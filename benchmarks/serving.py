@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.report import save_result
+
 RESULTS = Path("benchmarks/results/serving")
 GENRES = {  # sentence -> the ml-100k genre it asks for
     "a funny comedy that makes me laugh": "Comedy",
@@ -304,10 +306,8 @@ def main() -> None:
         result = {"latency": lambda: latency(args.run), "cold-items": lambda: cold_items(
             args.seed), "cold-users": lambda: cold_users(args.seed)}[args.part]()
         result["torch_threads"] = args.threads
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        name = args.part if args.part == "latency" else f"{args.part}-seed{args.seed}"
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-        print(json.dumps(result, indent=1))
+        save_result(RESULTS, args.part if args.part == "latency"
+                    else f"{args.part}-seed{args.seed}", result)
     if args.table:
         print(table())
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.report import save_result
+
 RESULTS = Path("benchmarks/results/speed")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -179,10 +181,7 @@ def main() -> None:
                   "scale": lambda: scale(epochs=args.epochs, seed=args.seed),
                   "text": text}[args.part]()
         result["cpu_count"], result["torch_threads"] = os.cpu_count(), args.threads
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        name = args.part + ("-cold-cache" if args.cold_cache else "")
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-        print(json.dumps(result, indent=1))
+        save_result(RESULTS, args.part + ("-cold-cache" if args.cold_cache else ""), result)
     if args.table:
         print(table())
 
