@@ -185,6 +185,25 @@ def ml100k():
     return load_ml100k()
 
 
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory):
+    """A run folder trained on kg/examples in seconds (text, KG, GNN, ALS, LightGCN), once per
+    session; tests read it or copy it, never change it."""
+    import torch
+
+    from hybridrec.testing import EXAMPLE_DATA, EXAMPLE_SMALL
+    from hybridrec.train import main as train_main
+
+    out = tmp_path_factory.mktemp("example") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train_main(EXAMPLE_DATA + EXAMPLE_SMALL + ["--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One torch thread for tiny graphs: OpenMP stalls on a shared 2-core CPU cost 10-30x."""

@@ -11,24 +11,16 @@ from hybridrec import Recommender
 from hybridrec.data.errors import DataError
 from hybridrec.recommend import main as recommend_main
 from hybridrec.recommender import UnknownIdError, als_fold_in
-from hybridrec.train import main as train_main
-from hybridrec.testing import EXAMPLE_DATA as DATA, EXAMPLE_SMALL as SMALL, MANN, THIEF
+from hybridrec.testing import MANN, THIEF
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 THIEF_KG = [("http://example.org/kg/thief", "schema:director", MANN)]
 
 
-@pytest.fixture(scope="module")
-def run_folder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rec") / "run"
-    assert train_main(DATA + SMALL + ["--out", str(out)]) == 0
-    return out
-
-
 @pytest.fixture
-def rec(run_folder):
-    return Recommender.load(run_folder)
+def rec(example_run):
+    return Recommender.load(example_run)
 
 
 def test_recommend_known_user_raw_ids_match_the_trained_scorer(rec):
@@ -182,11 +174,11 @@ def test_add_interactions_folds_in_without_retraining(rec):
     assert len(rec.user_ids) == users and rec._seen[u03] == seen
 
 
-def test_an_old_run_folder_asks_for_a_retrain(run_folder, tmp_path):
+def test_an_old_run_folder_asks_for_a_retrain(example_run, tmp_path):
     import shutil
 
     old = tmp_path / "old"
-    shutil.copytree(run_folder, old)
+    shutil.copytree(example_run, old)
     info = json.loads((old / "run.json").read_text())
     info["format"] = "hybridrec-run/5"
     (old / "run.json").write_text(json.dumps(info))
@@ -194,11 +186,11 @@ def test_an_old_run_folder_asks_for_a_retrain(run_folder, tmp_path):
         Recommender.load(old)
 
 
-def test_cli_recommend_history_text_similar_and_add_items(run_folder, tmp_path, capsys):
+def test_cli_recommend_history_text_similar_and_add_items(example_run, tmp_path, capsys):
     import shutil
 
     run = tmp_path / "cli-run"
-    shutil.copytree(run_folder, run)
+    shutil.copytree(example_run, run)
     assert recommend_main([str(run), "--user", "u01", "-k", "3", "--explain"]) == 0
     table = capsys.readouterr().out
     assert "Top 3 for user u01" in table and "|" in table
@@ -231,11 +223,11 @@ def test_cli_recommend_history_text_similar_and_add_items(run_folder, tmp_path, 
     assert len(ranking) == 2 and not {"m14", "m01"} & {r["item_id"] for r in ranking}
 
 
-def test_cli_unknown_user_is_a_clear_error(run_folder, capsys):
+def test_cli_unknown_user_is_a_clear_error(example_run, capsys):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "hybridrec.recommend", str(run_folder),
+    done = subprocess.run([sys.executable, "-m", "hybridrec.recommend", str(example_run),
                            "--user", "nobody"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "error: unknown user 'nobody'" in done.stderr and "Traceback" not in done.stderr

@@ -25,9 +25,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from hybridrec.serve import create_app  # noqa: E402
 from hybridrec.serve.__main__ import main as serve_main  # noqa: E402
 from hybridrec.serve.journal import NAME, Journal, JournalError  # noqa: E402
-from hybridrec.train import main as train_main  # noqa: E402
-from hybridrec.testing import (  # noqa: E402
-    EXAMPLE_DATA as DATA, EXAMPLE_SMALL as SMALL, MANN, THIEF)
+from hybridrec.testing import MANN, THIEF  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,17 +34,10 @@ NEW_ITEMS = {"items": [THIEF], "triples": [["http://example.org/kg/thief", "sche
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve") / "run"
-    assert train_main(DATA + SMALL + ["--out", str(out)]) == 0
-    return out
-
-
 @pytest.fixture
-def run(trained, tmp_path):
-    """A copy of the trained run: updates write a journal into it."""
-    return Path(shutil.copytree(trained, tmp_path / "run"))
+def run(example_run, tmp_path):
+    """A copy of the example run: updates write a journal into it."""
+    return Path(shutil.copytree(example_run, tmp_path / "run"))
 
 
 @pytest.fixture

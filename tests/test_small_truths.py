@@ -10,14 +10,11 @@ import pytest
 
 from hybridrec.cli_args import run_cli
 from hybridrec.run import load_run
+from hybridrec.testing import EXAMPLE_DATA as DATA
 from hybridrec.train import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 EX = "kg/examples"
-DATA = ["--interactions", f"{EX}/interactions.csv", "--items", f"{EX}/items.csv",
-        "--users", f"{EX}/users.csv", "--kg", f"{EX}/graph.ttl", "--item-iri", "iri",
-        "--item-text", "title,year", "--item-categorical", "genre", "--user-text", "age",
-        "--user-categorical", "gender,occupation"]
 SMALL = ["--epochs", "2", "--quiet", "--no-baselines", "--no-text", "--ratios", "0.6,0.2,0.2",
          "--set", "train.batch_size=16", "--set", "train.num_negatives=4",
          "--set", "model.hidden_channels=8", "--set", "model.mf_lightgcn_epochs=5"]
