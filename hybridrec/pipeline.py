@@ -37,6 +37,7 @@ from hybridrec.models.gnn_scorer import GNNScorer
 from hybridrec.models.mix import Mix, Tower
 from hybridrec.models.prepare import graph_inputs, prepare_graph
 from hybridrec.run import json_ready
+from hybridrec.text.cache import write_atomic
 from hybridrec.trainer import TrainedGNN, TrainResult, train_gate, train_gnn, train_kwargs
 
 log = logging.getLogger(__name__)
@@ -154,9 +155,8 @@ def check_checkpoint(checkpoint_dir: str | os.PathLike[str], config: RunConfig,
             else:
                 (folder / name).unlink()
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp")
-    tmp.write_text(json.dumps(now, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(now, indent=1) + "\n",
+                                                  encoding="utf-8"))
 
 
 def _changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -454,9 +454,8 @@ def _lightgcn_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: 
         if saved is not None:
             (saved / "epochs.json").unlink(missing_ok=True)  # incomplete until rewritten
             scorer.save(saved)
-            tmp = saved / "epochs.json.tmp"
-            tmp.write_text(json.dumps(best), encoding="utf-8")
-            os.replace(tmp, saved / "epochs.json")
+            write_atomic(saved / "epochs.json",
+                         lambda tmp: tmp.write_text(json.dumps(best), encoding="utf-8"))
     state = scorer.state_tensors()
     tower = Tower.from_scorer(state["user_embedding"], state["item_embedding"],
                               degree(pairs[0], num_users) > 0, degree(pairs[1], num_items) > 0)
