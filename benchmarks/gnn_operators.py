@@ -31,10 +31,9 @@ from hybridrec.cli_args import run_cli  # noqa: E402
 from hybridrec.config import ModelConfig, RunConfig, TrainConfig  # noqa: E402
 from hybridrec.data.movielens import load_ml100k  # noqa: E402
 from hybridrec.data.split import random_split  # noqa: E402
-from hybridrec.graph import build_graph  # noqa: E402
-from hybridrec.models import GNNScorer, prepare_graph  # noqa: E402
+from hybridrec.models import GNNScorer  # noqa: E402
 from hybridrec.graph import INTERACTS  # noqa: E402
-from hybridrec.pipeline import fit_hybrid, text_features  # noqa: E402
+from hybridrec.pipeline import fit_hybrid, text_features, training_graph  # noqa: E402
 from hybridrec.trainer import sample_batch, train_step  # noqa: E402
 
 OPERATORS = ("rgcn", "sage", "lightgcn", "graph", "gat", "hgt")
@@ -88,9 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for op in [o.strip() for o in args.operators.split(",") if o.strip()]:
         config = dataclasses.replace(base, model=dataclasses.replace(ModelConfig(), conv=op))
-        graph = prepare_graph(build_graph(dataset, split.train, user_x=features.user,
-                                          item_x=features.item, entity_x=features.entity),
-                              entity_has_text=features.entity_has_text)
+        graph = training_graph(config.model, dataset, split.train, features)
         row = {"operator": op, **step_seconds(config, graph, args.steps)}
         if args.epochs:
             config = dataclasses.replace(config, train=dataclasses.replace(

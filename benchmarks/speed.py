@@ -99,9 +99,9 @@ def scale(factors: tuple[int, ...] = (1, 2, 4), epochs: int = 3, seed: int = 0) 
     from hybridrec.config import RunConfig
     from hybridrec.data import load_ml100k
     from hybridrec.data.dataset import Interactions
-    from hybridrec.graph import INTERACTS, build_graph
-    from hybridrec.models import GNNScorer, prepare_graph
-    from hybridrec.pipeline import load_split, text_features
+    from hybridrec.graph import INTERACTS
+    from hybridrec.models import GNNScorer
+    from hybridrec.pipeline import load_split, text_features, training_graph
     from hybridrec.trainer import train_gnn, train_kwargs
 
     config = RunConfig.from_dict({"train": {"show_progress": False}})
@@ -109,10 +109,8 @@ def scale(factors: tuple[int, ...] = (1, 2, 4), epochs: int = 3, seed: int = 0) 
     split = load_split(config, dataset)
     device = torch.device("cpu")
     text = text_features(config, dataset, split, device)
-    base = prepare_graph(build_graph(dataset, split.train, user_x=text.user, item_x=text.item,
-                                     entity_x=text.entity),
-                         entity_has_text=text.entity_has_text)
     cfg = config.model
+    base = training_graph(cfg, dataset, split.train, text)
     out: dict = {"seed": seed, "epochs": epochs, "factors": {}}
     for factor in factors:
         graph = replicate_users(base, factor)

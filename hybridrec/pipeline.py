@@ -205,6 +205,19 @@ class HybridFit:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def training_graph(config: ModelConfig, dataset: Dataset, train: Interactions,
+                   features: Any = None) -> HeteroData:
+    """The graph the GNN trains on: ``train``'s interactions, the KG and the text features
+    (:class:`~hybridrec.text.NodeFeatures`, unused when ``config.use_text`` is off) on every
+    node, with ``config``'s ablations applied (:func:`~hybridrec.models.prepare_graph`)."""
+    text = features if config.use_text else None
+    graph = build_graph(dataset, train, **({} if text is None else {
+        "user_x": text.user, "item_x": text.item, "entity_x": text.entity}))
+    return prepare_graph(graph, entity_has_text=None if text is None else text.entity_has_text,
+                         use_text=config.use_text, use_kg=config.use_kg,
+                         prune_leaf_entities=config.prune_leaf_entities)
+
+
 @contextlib.contextmanager
 def _timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
     """Add the wall time of the block to ``seconds[phase]``."""
@@ -258,16 +271,8 @@ def fit_hybrid(
 
     # 1. The graph.
     seconds: dict[str, float] = {}
-    text = features if model_cfg.use_text else None
     with _timed(seconds, "graph"):
-        graph = build_graph(dataset, split.train,
-                            **({} if text is None else {"user_x": text.user,
-                                                        "item_x": text.item,
-                                                        "entity_x": text.entity}))
-        graph = prepare_graph(graph,
-                              entity_has_text=None if text is None else text.entity_has_text,
-                              use_text=model_cfg.use_text, use_kg=model_cfg.use_kg,
-                              prune_leaf_entities=model_cfg.prune_leaf_entities)
+        graph = training_graph(model_cfg, dataset, split.train, features)
     generator = seed_everything(train_cfg.seed)
     # Built first, so that its initial weights depend on the seed alone, not on which other
     # scorers were fitted before it (ablations then start the GNN from the same weights).
