@@ -8,8 +8,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
 
 pytest_plugins = ("pytester",)  # the guard's own test runs a small suite under it
+
+# Hypothesis keeps its example database and constants cache in ``./.hypothesis`` by default,
+# which is the checkout: give it a folder of its own in the system's temporary folder.
+set_hypothesis_home_dir(tempfile.mkdtemp(prefix="hybridrec-hypothesis-"))
 
 # ---------------------------------------------------------------------------------------------
 # The guard. An audit hook (they cannot be removed, so it is installed once and switched on
