@@ -220,7 +220,8 @@ def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool
     """A Markdown table of test metrics at cut-off ``k``, one row per model."""
     header = ["model", f"recall@{k}", f"ndcg@{k}", f"tail recall@{k}"]
     if cold_split:
-        header.append(f"cold recall@{k} (cold only)")
+        header += [f"cold recall@{k} (cold only)", f"cold recall@{k} (full ranking)",
+                   f"cold share of top-{k} / of positives"]
     header.append("seconds")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
@@ -232,7 +233,10 @@ def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool
         cells = [name, fmt(test.get(f"recall@{k}")), fmt(test.get(f"ndcg@{k}")),
                  fmt((test.get("by_popularity") or {}).get("tail", {}).get(f"recall@{k}"))]
         if cold_split:
-            cells.append(fmt((metrics.get("test_cold_only") or {}).get(f"recall@{k}")))
+            cold = test.get("cold") or {}
+            cells += [fmt((metrics.get("test_cold_only") or {}).get(f"recall@{k}")),
+                      fmt(cold.get(f"recall@{k}")),
+                      f"{fmt(cold.get(f'share@{k}'))} / {fmt(cold.get('positive_share'))}"]
         cells.append(f"{seconds:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

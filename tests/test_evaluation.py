@@ -219,6 +219,24 @@ def test_cold_item_mode_ranks_only_cold_items():
     assert oracle["recall@80"] == pytest.approx(1.0)
 
 
+def test_cold_shares_compare_exposure_with_demand():
+    shape, split, _ = _random_split(seed=12, cold=np.arange(70, 80))
+    cold = np.bincount(split.train.item_index, minlength=shape[1]) == 0
+    test = _dense(split.test, shape)
+    seen = _dense(split.train, shape) | _dense(split.valid, shape)
+    # Cold items first, then warm ones: each user's top 5 holds min(5, unseen cold) cold items.
+    scores = np.random.default_rng(3).random(shape) + 10 * cold[None, :]
+    result = evaluate(TableScorer(scores), shape, split, ks=(5,), device="cpu")["cold"]
+    users = test.any(1)  # the users evaluated: those with a test positive
+    unseen_cold = (~seen[users][:, cold]).sum(1)
+    assert result["share@5"] == pytest.approx(np.minimum(unseen_cold, 5).sum() / (5 * users.sum()))
+    assert result["positive_share"] == pytest.approx(test[:, cold].sum() / test.sum())
+    # Warm first: no cold item is shown, whatever the demand for them.
+    warm_first = evaluate(TableScorer(scores - 20 * cold[None, :]), shape, split, ks=(5,),
+                          device="cpu")["cold"]
+    assert warm_first["share@5"] == 0.0 and warm_first["positive_share"] > 0
+
+
 def test_cold_mode_without_cold_items_raises():
     shape, split, _ = _random_split(num_users=30, num_items=5, density=0.9, seed=14)
     with pytest.raises(ValueError, match="every item has training interactions"):

@@ -109,8 +109,13 @@ def test_cold_item_split_reports_cold_ranking_and_text_only(tmp_path, capsys):
                                 "--no-baselines", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| text-only |" in printed and "cold recall@13 (cold only)" in printed
+    assert "cold recall@13 (full ranking)" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_cold_only"]["item_subset"] == "cold"
+    cold = metrics["test"]["cold"]
+    assert 0 < cold["positive_share"] <= 1 and 0 <= cold["share@13"] <= 1
+    hybrid_row = next(line for line in printed.splitlines() if line.startswith("| hybrid |"))
+    assert f"{cold['share@13']:.4f} / {cold['positive_share']:.4f}" in hybrid_row
 
 
 @pytest.mark.parametrize("argv, message", [
