@@ -30,10 +30,12 @@ import torch
 from hybridrec.baselines import (
     ALS,
     BPRMF,
+    EASE,
     BaseScorer,
     ItemKNN,
     LightGCN,
     MostPopular,
+    RP3beta,
     TextOnly,
     grid_search,
     validation_metric,
@@ -186,6 +188,16 @@ def _pop(ctx: ModelContext) -> Scorer:
 @register_model("itemknn")
 def _itemknn(ctx: ModelContext) -> Scorer:
     return ctx.search(ItemKNN(device=str(ctx.device)))
+
+
+@register_model("ease")
+def _ease(ctx: ModelContext) -> Scorer:
+    return ctx.search(EASE(device=str(ctx.device)))
+
+
+@register_model("rp3beta")
+def _rp3beta(ctx: ModelContext) -> Scorer:
+    return ctx.search(RP3beta(device=str(ctx.device)))
 
 
 @register_model("bpr_mf")
