@@ -92,6 +92,11 @@ class ModelConfig:
     content_items: bool = False
     # Drop KG entities linked to a single node (they cannot carry signal between items).
     prune_leaf_entities: bool = True
+    # Score items without interactions (cold, or added after training) by the cold-start stage
+    # (hybridrec.models.cold), chosen on validation, instead of mixing them as the others.
+    # Opt-in: on ml-100k's cold-item split, validation keeps it and test loses NDCG (see the
+    # README); new items then reach top lists only with it on.
+    cold_start: bool = False
 
 
 @dataclass(frozen=True)

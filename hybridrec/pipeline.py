@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from hybridrec.device import pick_device, seed_everything
 from hybridrec.evaluation import bucket_names, evaluate, item_popularity_buckets
 from hybridrec.graph import build_graph
 from hybridrec.graph import INTERACTS, REV_INTERACTS
+from hybridrec.models.cold import ColdStart, fit_content_prior, search_cold_start
 from hybridrec.models.gate import ScoreGate
 from hybridrec.models.gnn_scorer import GNNScorer
 from hybridrec.models.mix import Mix, Tower
@@ -192,7 +193,9 @@ class HybridFit:
         gate_kept: whether validation kept the trained gate (else the mix is the fixed one).
         lightgcn_epochs: the LightGCN's epochs (0 without).
         seconds: wall time of each phase: ``graph``, ``als``, ``lightgcn``, ``gnn`` (its
-            epochs and their validation), ``gate``, ``refit`` (the final fits on every pair).
+            epochs and their validation), ``gate``, ``refit`` (the final fits on every pair),
+            ``cold`` (the cold-start stage's search).
+        cold_start: the cold-start stage's search (:func:`fit_cold_start`; ``None``: none).
     """
 
     gnn: GNNScorer
@@ -203,6 +206,7 @@ class HybridFit:
     gate_kept: bool = False
     lightgcn_epochs: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    cold_start: dict[str, Any] | None = None
 
 
 def training_graph(config: ModelConfig, dataset: Dataset, train: Interactions,
@@ -249,6 +253,8 @@ def fit_hybrid(
     5. With the learned gate: the gate learns on the held-out pairs and is kept only where it
        beats the fixed mix on validation; then ALS and LightGCN are refitted on every pair
        (LightGCN for its best epoch count) and the GNN tower is read off the whole graph.
+    6. With ``cold_start``: the stage for items without ID signal (:func:`fit_cold_start`),
+       kept only where it beats the plain mix on validation.
 
     Args:
         config: the run configuration (its ``data`` part is not read here).
@@ -348,8 +354,87 @@ def fit_hybrid(
             item_degree = degree(every_pair[1], num_items)
             gnn_tower = TrainedGNN(gnn, *graph_inputs(graph, device)).tower()
             mix = mix_with(gnn_tower, gate if kept else None)
+
+    # 6. Items without ID signal.
+    cold_start = None
+    if model_cfg.cold_start:
+        missing = [what for what, ok in (("a validation part", metric is not None),
+                                         ("collaborative scorers", len(mix.names) > 1),
+                                         ("item text", "x" in graph["item"])) if not ok]
+        if missing:
+            log.warning("cold_start: no stage without %s", " and ".join(missing))
+        else:
+            with _timed(seconds, "cold"):
+                cold_start = fit_cold_start(mix, gnn, graph, every_pair, split, metric)
     log.info("Hybrid fitted: %s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
-    return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds)
+    return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds,
+                     cold_start)
+
+
+def fit_cold_start(mix: Mix, gnn: GNNScorer, graph: HeteroData, pairs: Tensor, split: Split,
+                   metric: Callable[[Mix], float], fraction: float = 0.1) -> dict[str, Any]:
+    """Choose and set ``mix``'s :class:`~hybridrec.models.cold.ColdStart` stage on validation.
+
+    Where the validation part has positives on items without training pairs (a cold-item
+    split), the stage is chosen on the mix itself. Otherwise on a simulated cold start: a
+    seeded ``fraction`` of the items with pairs lose them (the GNN tower is read off the
+    graph without their pairs, the collaborative towers' rows are zeroed), and the stage is
+    chosen on how the validation ranks those items against the others. The content prior is
+    then fitted on every item with pairs. Returns the search's report.
+    """
+    device = mix.device
+    x = graph["item"].x.to(device)
+    cold = (mix.item_degree == 0).cpu().numpy()
+    simulated = 0
+    probe = mix
+    if not cold[split.valid.item_index].any():
+        probe, simulated = _simulated_cold_start(mix, gnn, graph, pairs, fraction)
+
+    def prior(target: Mix) -> tuple[Tensor, float]:
+        return fit_content_prior(mean_item_scores(target), x, target.item_degree > 0)
+
+    def validate(stage: ColdStart | None) -> float:
+        probe.set_cold(stage, None if stage is None else stage.prior(x))
+        return metric(probe)
+
+    stage, report = search_cold_start(validate, *prior(probe))
+    probe.set_cold(None)
+    if stage is not None:
+        if simulated:
+            stage = replace(stage, **dict(zip(("weight", "bias"), prior(mix))))
+        mix.set_cold(stage, stage.prior(x))
+    report["simulated_cold_items"] = simulated
+    return report
+
+
+def _simulated_cold_start(mix: Mix, gnn: GNNScorer, graph: HeteroData, pairs: Tensor,
+                          fraction: float) -> tuple[Mix, int]:
+    """A copy of ``mix`` where a seeded ``fraction`` of the items with pairs have none (see
+    :func:`fit_cold_start`), and how many."""
+    warm = torch.nonzero(degree(pairs[1], mix.num_items) > 0).flatten()
+    order = torch.randperm(len(warm), generator=torch.Generator().manual_seed(0))
+    chosen = warm[order[:max(1, int(round(fraction * len(warm))))]]
+    gone = torch.zeros(mix.num_items, dtype=torch.bool)
+    gone[chosen] = True
+    kept = pairs[:, ~gone[pairs[1].cpu()].to(pairs.device)]
+    device = mix.device
+    gnn_tower = TrainedGNN(gnn, *graph_inputs(_with_interactions(graph, kept), device)).tower()
+    towers = {mix.names[0]: gnn_tower}
+    for name in mix.names[1:]:
+        t = mix.towers[name]
+        towers[name] = Tower(t.user, t.item.masked_fill(gone.to(device).unsqueeze(-1), 0.0))
+    probe = Mix(towers, degree(kept[0], mix.num_users).to(device),
+                degree(kept[1], mix.num_items).to(device), mix.weights, mix.gate)
+    return probe, len(chosen)
+
+
+def mean_item_scores(mix: Mix, batch_size: int = 1024) -> Tensor:
+    """Each item's mean score over the users ``[I]``."""
+    total = torch.zeros(mix.num_items, device=mix.device)
+    for start in range(0, mix.num_users, batch_size):
+        users = torch.arange(start, min(start + batch_size, mix.num_users), device=mix.device)
+        total += mix.score(users).sum(0)
+    return total / max(1, mix.num_users)
 
 
 def _validation_metric(dataset: Dataset, split: Split, name: str,

@@ -685,8 +685,11 @@ class Recommender:
     @torch.no_grad()
     def _item_rows(self, x: Tensor, z: Tensor, n: int) -> dict[str, Tensor]:
         """Each tower's vectors for ``n`` new items: the GNN's (with the centred text), zeros
-        for the collaborative towers, which never saw them."""
+        for the collaborative towers, which never saw them; and their content prior when the
+        mix has a cold-start stage."""
         out = {"degree": torch.zeros(n, device=self.device)}
+        if self.mix.cold is not None:
+            out["prior"] = self.mix.cold.prior(x)
         for name, tower in self.mix.towers.items():
             out[name] = tower.item.new_zeros(n, tower.item.size(1))
         if self._text_columns is not None:
@@ -695,7 +698,7 @@ class Recommender:
         return out
 
     def _grow_items(self, rows: dict[str, Tensor], states: list[Tensor]) -> None:
-        self.mix.add_items(rows, rows["degree"])
+        self.mix.add_items(rows, rows["degree"], rows.get("prior"))
         for layer, state in zip(self._layers, states):
             layer["item"] = torch.cat([layer["item"], state])
 

@@ -72,7 +72,8 @@ from hybridrec.tensor_files import (
 
 log = logging.getLogger(__name__)
 
-FORMAT = "hybridrec-run/7"  # 6: data set and updates inside; 7: the hybrid as a mix of scorers
+# 6: data set and updates inside; 7: the hybrid as a mix of scorers; 8: the mix's cold-start stage
+FORMAT = "hybridrec-run/8"
 FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
          "scorers.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
          "train.log", "dataset.json", "dataset.safetensors")
@@ -710,6 +711,16 @@ def load_scorer(folder: str | os.PathLike[str], device: str | torch.device = "cp
                                  f"gate.{mlp}.2.weight": ("F32", (1, h)),
                                  f"gate.{mlp}.2.bias": ("F32", (1,))})
             expected["gate.log_scale"] = ("F32", (1,))
+        cold = meta.get("cold", 0) if isinstance(meta, dict) else 0
+        if cold is not None:
+            keys = {"scale", "shift", "prior_scale", "bias"}
+            if (not isinstance(cold, dict) or set(cold) != keys or not all(
+                    isinstance(cold[k], (int, float)) and not isinstance(cold[k], bool)
+                    and math.isfinite(cold[k]) for k in keys)):
+                raise DataError(path, "a cold-start stage: finite numbers scale, shift, "
+                                "prior_scale and bias", field="mix.cold", field_kind="metadata")
+            expected.update({"cold.weight": ("F32", ("width of the text features",)),
+                             "cold.item_prior": ("F32", ("I",))})
         sizes = {k: v for k, v in (("U", num_users), ("I", num_items)) if v is not None}
         check_layout(header, expected, sizes=sizes)
         parsed["meta"] = meta

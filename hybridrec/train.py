@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--gate", action="store_true",
                        help="learn the gate that mixes the scorers (default: a fixed mix, "
                             "each scorer weighed alike)")
+    model.add_argument("--cold-start", action="store_true",
+                       help="score items without interactions (cold, or added later) by "
+                            "content, a content prior and an offset chosen on validation, so "
+                            "that they compete with the others (default: mixed as the others)")
     train = parser.add_argument_group("training")
     train.add_argument("--epochs", type=int,
                        help="maximum epochs of the GNN, the scorer trained by gradient (default: "
@@ -160,6 +164,8 @@ def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
             model = dataclasses.replace(model, **{name: getattr(args, name)})
     if "gate" in given:
         model = dataclasses.replace(model, use_gate=True)
+    if "cold_start" in given:
+        model = dataclasses.replace(model, cold_start=True)
     for name in ("text", "kg", "mf"):
         if f"no_{name}" in given:
             model = dataclasses.replace(model, **{f"use_{name}": False})
@@ -213,6 +219,18 @@ def _baselines_job(config: dict[str, Any], num_threads: int) -> list[tuple[str, 
 
 def _gate_text(report: dict[str, float | None]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in report.items() if v is not None)
+
+
+def _cold_text(report: dict[str, Any]) -> str:
+    """One line on the cold-start stage's search (:func:`~hybridrec.pipeline.fit_cold_start`)."""
+    where = (f"on {report['simulated_cold_items']} items made cold" if
+             report["simulated_cold_items"] else "on the validation's cold items")
+    if not report["kept"]:
+        return (f"stage not kept {where} (valid {report['valid']:.4f} against the plain mix's "
+                f"{report['valid_plain']:.4f}): items without ID signal are mixed as the others")
+    return (f"stage kept {where}: valid {report['valid']:.4f} against the plain mix's "
+            f"{report['valid_plain']:.4f}; items without ID signal scored {report['scale']:g} x "
+            f"content + {report['shift']:g} + {report['prior_scale']:g} x content prior")
 
 
 def format_table(rows: list[tuple[str, dict[str, Any], float]], cold_split: bool,
@@ -376,7 +394,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     timings["evaluate"] = time.perf_counter() - t
     info = {"history": result.history, "best_epoch": result.best_epoch,
             "best_valid": result.best_score, "stopped_early": result.stopped_early,
-            "lightgcn_epochs": fitted.lightgcn_epochs,
+            "lightgcn_epochs": fitted.lightgcn_epochs, "cold_start": fitted.cold_start,
             "gate": None if fitted.gate is None else {
                 "kept": fitted.gate_kept, "history": fitted.gate[0].history,
                 "fixed_mix_valid": fitted.gate[1], "best_valid": fitted.gate[0].best_score},
@@ -411,6 +429,8 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     print(f"train:  GNN {len(result.history)} epochs, best epoch {result.best_epoch} (valid "
           f"{valid_metric} of the fixed mix {result.best_score:.4f}), device {device}"
           + (f"; LightGCN {fitted.lightgcn_epochs} epochs" if fitted.lightgcn_epochs else ""))
+    if fitted.cold_start is not None:
+        print("cold:   " + _cold_text(fitted.cold_start))
     if fitted.gate is not None:
         gate_fit, fixed = fitted.gate
         if fitted.gate_kept:

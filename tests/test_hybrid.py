@@ -137,3 +137,51 @@ def test_a_resume_refits_what_a_kill_left_half_saved(tmp_path):
     check_checkpoint(tmp_path, config, dataset, split, resume=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fingerprint.json"]
 
+
+
+def _cold_config():
+    config = TestHybrid().make_scorer("cpu")
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, cold_start=True))
+
+
+def test_cold_start_on_a_split_without_cold_items_is_chosen_on_a_simulated_cold_start():
+    from hybridrec.graph import INTERACTS
+    from hybridrec.pipeline import _simulated_cold_start
+    from hybridrec.testing import checkerboard
+
+    board = checkerboard(20)
+    dataset, features = board_data(board)
+    split = dataclasses.replace(board.split, valid=board.split.test)
+    fit = fit_hybrid(_cold_config(), dataset, split, features)
+    report = fit.cold_start
+    assert report["simulated_cold_items"] == 2  # a tenth of the 20 items with pairs
+    assert len(report["trials"]) > 1 and report["valid_plain"] >= 0
+    assert (fit.mix.cold is not None) == report["kept"]
+    if report["kept"]:
+        assert report["valid"] > report["valid_plain"]
+    # The simulation: the chosen items lose their pairs, degree and collaborative rows;
+    # the other items keep theirs.
+    pairs = fit.graph[INTERACTS].edge_index
+    probe, n = _simulated_cold_start(fit.mix, fit.gnn, fit.graph, pairs, 0.1)
+    gone = probe.item_degree == 0
+    assert n == int(gone.sum()) == 2 and bool((fit.mix.item_degree[gone] > 0).all())
+    for name in ("als", "lightgcn"):
+        assert bool((probe.towers[name].item[gone] == 0).all())
+        torch.testing.assert_close(probe.towers[name].item[~gone], fit.mix.towers[name].item[~gone])
+    assert not torch.allclose(probe.towers["gnn"].item[gone], fit.mix.towers["gnn"].item[gone])
+
+
+def test_cold_start_on_a_cold_item_split_is_chosen_on_its_cold_items():
+    from hybridrec.data.split import Split
+    from hybridrec.testing import checkerboard
+
+    board = checkerboard(20)
+    dataset, features = board_data(board)
+    train, test = board.split.train, board.split.test
+    cold = np.isin(train.item_index, [3, 8])  # every training pair of two items to valid
+    split = Split("cold-items", train.select(~cold), train.select(cold), test,
+                  cold_items=np.array([3, 8]))
+    fit = fit_hybrid(_cold_config(), dataset, split, features)
+    assert fit.cold_start["simulated_cold_items"] == 0
+    assert (fit.mix.cold is not None) == fit.cold_start["kept"]
+    assert fit.mix.item_degree[[3, 8]].tolist() == [0.0, 0.0]

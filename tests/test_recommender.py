@@ -142,6 +142,39 @@ def test_an_added_copy_of_a_film_is_that_film_without_its_interactions(rec):
     torch.testing.assert_close(tower[copy, text], tower[godfather, text], rtol=1e-4, atol=1e-4)
 
 
+def test_with_a_cold_start_stage_an_added_item_is_scored_by_it_and_saved_with_it(
+        example_run, tmp_path):
+    from hybridrec.models.cold import ColdStart, fit_content_prior
+    from hybridrec.pipeline import mean_item_scores
+    from hybridrec.run import load_run
+
+    run = load_run(example_run)
+    x = run.graph["item"].x
+    stage = ColdStart(0.5, 0.25, 1.0, *fit_content_prior(mean_item_scores(run.scorer), x,
+                                                           run.scorer.item_degree > 0))
+    run.scorer.set_cold(stage, stage.prior(x))
+    rec = Recommender(run)
+    godfather = rec.item_ids.index("m02")
+    row = {"item_id": "m02-copy", "title": "The Godfather", "year": "1972",
+           "genre": "Crime|Drama", "iri": "http://example.org/kg/the_godfather"}
+    rec.add_items([row])
+    copy = rec.item_ids.index("m02-copy")
+    # Same text, same content prior; scored by the stage: no ID signal, no collaborative part.
+    torch.testing.assert_close(rec.mix.item_prior[copy], rec.mix.item_prior[godfather])
+    u = rec.user_ids.index("u01")
+    parts = rec.mix.parts(torch.tensor([u]))
+    assert float(parts["als"][0, copy]) == 0.0 and float(parts["gate"][0, copy]) == 1.0
+    gnn = rec.mix.towers["gnn"]
+    z = gnn.user[u] @ gnn.item.t()
+    z = (z - z.mean()) / z.std()
+    expected = 0.5 * z[copy] + 0.25 + float(rec.mix.item_prior[copy])
+    torch.testing.assert_close(rec.mix.score(torch.tensor([u]))[0, copy], expected)
+    rec.save(tmp_path / "saved")
+    again = Recommender.load(tmp_path / "saved")
+    assert again.mix.cold.settings() == stage.settings()
+    assert again.recommend("u01", k=again.num_items) == rec.recommend("u01", k=rec.num_items)
+
+
 def test_failed_add_items_changes_nothing(rec):
     before = (rec.num_items, rec.mix.towers["gnn"].item.clone())
     bad_calls = [

@@ -1,4 +1,5 @@
 """The hybrid's parts: the GNN scorer, the gate and the mix of scorers."""
+from hybridrec.models.cold import ColdStart
 from hybridrec.models.gate import ScoreGate
 from hybridrec.models.gnn import HeteroGNN, RelationalLayer, RelationalPlan, RelationalPlanner
 from hybridrec.models.gnn_scorer import GNNScorer
@@ -7,6 +8,6 @@ from hybridrec.models.mix import Mix, Tower
 from hybridrec.models.prepare import graph_inputs, prepare_graph
 
 __all__ = [
-    "GNNScorer", "HeteroGNN", "Mix", "RelationalLayer", "RelationalPlan", "RelationalPlanner",
+    "ColdStart", "GNNScorer", "HeteroGNN", "Mix", "RelationalLayer", "RelationalPlan", "RelationalPlanner",
     "ScoreGate", "Tower", "bpr_loss", "graph_inputs", "prepare_graph", "sampled_softmax_loss",
 ]

@@ -12,11 +12,12 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
+from hybridrec.models.cold import ColdStart
 from hybridrec.models.gate import ScoreGate
 from hybridrec.scoring import check_user_index
 from hybridrec.tensor_files import read_tensors
 
-FORMAT = "hybridrec-mix/1"
+FORMAT = "hybridrec-mix/2"
 
 
 @dataclass
@@ -63,15 +64,21 @@ class Mix:
     The gate reads per-node signals: :math:`\log(1 + \deg)` in the training graph and the
     norms of the node's first two towers' vectors.
 
+    Items of degree 0 (no ID signal: cold, or added after training) are scored by the
+    :class:`~hybridrec.models.cold.ColdStart` stage instead when there is one.
+
     Args:
         towers: name -> :class:`Tower`, the gated one (the GNN) first.
         weights: name -> weight (default: every tower alike).
         user_degree / item_degree: training-graph degrees ``[U]`` / ``[I]``.
         gate: a :class:`ScoreGate` over the first tower, or ``None`` for fixed weights.
+        cold: the stage for items of degree 0, with ``item_prior``, their content prior ``[I]``
+            (:meth:`ColdStart.prior` of every item; only degree-0 items read it).
     """
 
     def __init__(self, towers: dict[str, Tower], user_degree: Tensor, item_degree: Tensor,
-                 weights: dict[str, float] | None = None, gate: ScoreGate | None = None) -> None:
+                 weights: dict[str, float] | None = None, gate: ScoreGate | None = None,
+                 cold: ColdStart | None = None, item_prior: Tensor | None = None) -> None:
         if not towers:
             raise ValueError("Mix: needs at least one tower")
         weights = weights or {name: 1.0 for name in towers}
@@ -89,6 +96,16 @@ class Mix:
         self.user_gate: Tensor | None = None
         self.item_gate: Tensor | None = None
         self.refresh_gate()
+        self.cold: ColdStart | None = None
+        self.item_prior: Tensor | None = None
+        self.set_cold(cold, item_prior)
+
+    def set_cold(self, cold: ColdStart | None, item_prior: Tensor | None = None) -> None:
+        """Score items of degree 0 with ``cold`` (``None``: as the other items)."""
+        if cold is not None and (item_prior is None or item_prior.shape != (self.num_items,)):
+            raise ValueError(f"Mix: a cold-start stage needs item_prior [{self.num_items}]")
+        self.cold = None if cold is None else cold.to(self.device)
+        self.item_prior = None if cold is None else item_prior.float().to(self.device)
 
     # Sizes and placement.
     @property
@@ -115,6 +132,7 @@ class Mix:
         if self.gate is not None:
             self.gate.to(device)
         self.refresh_gate()
+        self.set_cold(self.cold, self.item_prior)
         return self
 
     def copy(self) -> Mix:
@@ -122,7 +140,8 @@ class Mix:
         module is shared: nothing here trains it)."""
         towers = {k: Tower(t.user.clone(), t.item.clone()) for k, t in self.towers.items()}
         return Mix(towers, self.user_degree.clone(), self.item_degree.clone(), self.weights,
-                   self.gate)
+                   self.gate, self.cold,
+                   None if self.item_prior is None else self.item_prior.clone())
 
     # The gate.
     def gate_signals(self, degree: Tensor, *vectors: Tensor) -> Tensor:
@@ -181,7 +200,23 @@ class Mix:
         for name in rest:
             out[name] = (1 - gate) * (self.weights[name] / rest_total) * z[name]
         out["gate"] = gate
+        if self.cold is not None:
+            self._score_cold(out, z[first])
         return out
+
+    def _score_cold(self, parts: dict[str, Tensor], z_content: Tensor) -> None:
+        """Degree-0 items' columns of ``parts``, in place: the content tower's part becomes
+        the :class:`ColdStart` score, the other towers' parts 0, the gate 1."""
+        cold = self.item_degree == 0  # [I]
+        if not bool(cold.any()):
+            return
+        c = self.cold
+        value = c.scale * z_content + c.shift + c.prior_scale * self.item_prior.unsqueeze(0)
+        first = self.names[0]
+        parts[first] = torch.where(cold, value, parts[first])
+        for name in self.names[1:]:
+            parts[name] = parts[name].masked_fill(cold, 0.0)
+        parts["gate"] = parts["gate"].masked_fill(cold, 1.0)
 
     def score(self, user_index: Tensor) -> Tensor:
         """Mixed scores of every item for each user: ``[B, num_items]`` float32."""
@@ -217,11 +252,18 @@ class Mix:
         self.user_degree = deg
         self.refresh_gate()
 
-    def add_items(self, items: dict[str, Tensor], degree: Tensor) -> None:
-        """Append items given by their vectors (``{tower: [N, d]}``) and degrees ``[N]``."""
+    def add_items(self, items: dict[str, Tensor], degree: Tensor, prior: Tensor | None = None
+                  ) -> None:
+        """Append items given by their vectors (``{tower: [N, d]}``), degrees ``[N]`` and,
+        with a cold-start stage, content priors ``[N]`` (:meth:`ColdStart.prior`)."""
+        if self.cold is not None and (prior is None or prior.shape != degree.shape):
+            raise ValueError(f"Mix.add_items: the cold-start stage needs a prior per item "
+                             f"[{len(degree)}]")
         for name, t in self.towers.items():
             t.item = torch.cat([t.item, items[name].to(t.item.dtype)])
         self.item_degree = torch.cat([self.item_degree, degree.to(self.item_degree.dtype)])
+        if self.cold is not None:
+            self.item_prior = torch.cat([self.item_prior, prior.float().to(self.device)])
         self.refresh_gate()
 
     def mixed(self, user_index: Tensor, user_gate: Tensor, item_gate: Tensor) -> Tensor:
@@ -251,13 +293,17 @@ class Mix:
         for name, t in self.towers.items():
             tensors[f"tower.{name}.user"] = t.user.detach().float().cpu().contiguous()
             tensors[f"tower.{name}.item"] = t.item.detach().float().cpu().contiguous()
-        meta = {"names": self.names, "weights": self.weights, "gate": None}
+        meta = {"names": self.names, "weights": self.weights, "gate": None, "cold": None}
         if self.gate is not None:
             meta["gate"] = {"num_signals": self.gate.num_signals,
                             "hidden_channels": self.gate.hidden_channels,
                             "prior": self.gate.prior}
             tensors.update({f"gate.{k}": v.detach().cpu().contiguous()
                             for k, v in self.gate.state_dict().items()})
+        if self.cold is not None:
+            meta["cold"] = self.cold.settings()
+            tensors["cold.weight"] = self.cold.weight.detach().float().cpu().contiguous()
+            tensors["cold.item_prior"] = self.item_prior.detach().float().cpu().contiguous()
         save_file(tensors, str(path), metadata={"format": FORMAT, "mix": json.dumps(meta)})
 
     @classmethod
@@ -282,12 +328,18 @@ class Mix:
             gate.load_state_dict({k[len("gate."):]: v for k, v in tensors.items()
                                   if k.startswith("gate.")})
             gate.eval()
-        mix = cls(towers, tensors["user_degree"], tensors["item_degree"], meta["weights"], gate)
+        cold, prior = None, None
+        if meta.get("cold") is not None:
+            cold = ColdStart(weight=tensors["cold.weight"], **meta["cold"])
+            prior = tensors["cold.item_prior"]
+        mix = cls(towers, tensors["user_degree"], tensors["item_degree"], meta["weights"], gate,
+                  cold, prior)
         return mix.to(device)
 
     def __repr__(self) -> str:
         weights = ", ".join(f"{k} {w:.3g}" for k, w in self.weights.items())
-        return (f"Mix({weights}; {'learned gate' if self.gate is not None else 'fixed'}, "
+        cold = "; cold-start stage" if self.cold is not None else ""
+        return (f"Mix({weights}; {'learned gate' if self.gate is not None else 'fixed'}{cold}, "
                 f"{self.num_users} users, {self.num_items} items)")
 
 
