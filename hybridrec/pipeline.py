@@ -372,22 +372,24 @@ def fit_hybrid(
 
 
 def fit_cold_start(mix: Mix, gnn: GNNScorer, graph: HeteroData, pairs: Tensor, split: Split,
-                   metric: Callable[[Mix], float], fraction: float = 0.1) -> dict[str, Any]:
+                   metric: Callable[[Mix], float], fraction: float = 0.1,
+                   simulate: bool | None = None) -> dict[str, Any]:
     """Choose and set ``mix``'s :class:`~hybridrec.models.cold.ColdStart` stage on validation.
 
     Where the validation part has positives on items without training pairs (a cold-item
     split), the stage is chosen on the mix itself. Otherwise on a simulated cold start: a
     seeded ``fraction`` of the items with pairs lose them (the GNN tower is read off the
     graph without their pairs, the collaborative towers' rows are zeroed), and the stage is
-    chosen on how the validation ranks those items against the others. The content prior is
-    then fitted on every item with pairs. Returns the search's report.
+    chosen on how the validation ranks those items against the others (``simulate=True``
+    forces this). The content prior is then fitted on every item with pairs. Returns the
+    search's report.
     """
     device = mix.device
     x = graph["item"].x.to(device)
     cold = (mix.item_degree == 0).cpu().numpy()
     simulated = 0
     probe = mix
-    if not cold[split.valid.item_index].any():
+    if simulate or (simulate is None and not cold[split.valid.item_index].any()):
         probe, simulated = _simulated_cold_start(mix, gnn, graph, pairs, fraction)
 
     def prior(target: Mix) -> tuple[Tensor, float]:

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks.registry import REGISTRY, ModelContext, register_model
 from benchmarks.run import main
@@ -62,3 +63,36 @@ def test_registry_is_an_extension_point(tmp_path):
         assert results["runs"][0]["params"] == {"value": 1}
     finally:
         del REGISTRY["test-constant"]
+
+
+def test_cold_start_benchmark_compares_the_three_ways_on_a_cold_split_run(tmp_path, capsys):
+    import torch
+
+    from benchmarks.cold_start import VARIANTS
+    from benchmarks.cold_start import main as cold_start_main
+    from hybridrec.testing import EXAMPLE_DATA, EXAMPLE_SMALL
+    from hybridrec.train import main as train_main
+
+    run = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        assert train_main(EXAMPLE_DATA + EXAMPLE_SMALL + [
+            "--split", "cold-items", "--cold-fraction", "0.3", "--cold-start",
+            "--out", str(run)]) == 0
+        assert cold_start_main(["--runs", str(run), "--out", str(tmp_path / "out")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "out" / "cold_start.json").read_text())
+    (one,) = result["runs"]
+    assert one["split"] == "cold-items" and one["stage_search"]["simulated_cold_items"] == 0
+    assert one["simulated_search"]["simulated_cold_items"] >= 1
+    for variant in VARIANTS:
+        test = one[variant]["test"]
+        assert 0 <= test["cold share"] <= 1 and 0 < test["cold positive share"] <= 1
+    # Without a kept stage, "stage" is the plain mix itself.
+    if not one["stage_search"]["kept"]:
+        assert one["stage"]["test"] == one["plain"]["test"]
+    assert "| plain |" in capsys.readouterr().out
+    assert train_main(EXAMPLE_DATA + EXAMPLE_SMALL + ["--out", str(tmp_path / "plain")]) == 0
+    with pytest.raises(SystemExit, match="trained without --cold-start"):
+        cold_start_main(["--runs", str(tmp_path / "plain"), "--out", str(tmp_path / "o")])
