@@ -417,7 +417,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
         t = time.perf_counter()
         rows += baselines.result()
         timings["wait_baselines"] = time.perf_counter() - t
-    cold_split = len(split.cold_items) > 0 and "test_cold_only" in metrics
+    cold_split = "test_cold_only" in metrics  # test items without training pairs
     if cold_split and features is not None:
         rows.append(text_only(dataset, split, features, device, config.train.valid_metric))
     print(f"data:   {dataset.name} ({dataset.num_users} users, {dataset.num_items} items, "
