@@ -47,6 +47,19 @@ def sparse_csr(index: Tensor, value: Tensor, size: tuple[int, int],
         return coo.to_sparse_csr().to(device)
 
 
+def check_history(path: Path, indptr: Tensor, indices: Tensor, num_users: int,
+                  num_items: int) -> None:
+    """Refuse a loaded history (``history_indptr`` / ``history_indices``, the CSR of
+    :class:`~hybridrec.scoring.UserItems`) that is not ``num_users`` rows of item indices."""
+    if (len(indptr) != num_users + 1 or int(indptr[0]) != 0
+            or int(indptr[-1]) != len(indices) or bool((indptr[1:] < indptr[:-1]).any())):
+        raise DataError(path, f"{num_users + 1} rising row pointers from 0 to {len(indices)}",
+                        field="history_indptr", field_kind="tensor")
+    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_items):
+        raise DataError(path, f"item indices in [0, {num_items})", field="history_indices",
+                        field_kind="tensor")
+
+
 class NotFittedError(RuntimeError):
     """``score`` or ``save`` was called before ``fit``."""
 

@@ -9,9 +9,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from hybridrec.baselines.base import BaseScorer
+from hybridrec.baselines.base import BaseScorer, check_history
 from hybridrec.data.dataset import Interactions
-from hybridrec.data.errors import DataError
 from hybridrec.scoring import UserItems
 
 log = logging.getLogger(__name__)
@@ -19,19 +18,6 @@ log = logging.getLogger(__name__)
 #: The largest catalogue EASE accepts: fitting peaks at two dense float64 and one float32
 #: ``[num_items, num_items]`` matrices, 20 x 30,000^2 bytes = 18 GB at the cap.
 MAX_ITEMS = 30_000
-
-
-def check_history(path: Path, indptr: Tensor, indices: Tensor, num_users: int,
-                  num_items: int) -> None:
-    """Refuse a loaded history (``history_indptr`` / ``history_indices``, the CSR of
-    :class:`~hybridrec.scoring.UserItems`) that is not ``num_users`` rows of item indices."""
-    if (len(indptr) != num_users + 1 or int(indptr[0]) != 0
-            or int(indptr[-1]) != len(indices) or bool((indptr[1:] < indptr[:-1]).any())):
-        raise DataError(path, f"{num_users + 1} rising row pointers from 0 to {len(indices)}",
-                        field="history_indptr", field_kind="tensor")
-    if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_items):
-        raise DataError(path, f"item indices in [0, {num_items})", field="history_indices",
-                        field_kind="tensor")
 
 
 class EASE(BaseScorer):

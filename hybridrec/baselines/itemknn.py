@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from hybridrec.baselines.base import BaseScorer, sparse_csr
+from hybridrec.baselines.base import BaseScorer, check_history, sparse_csr
 from hybridrec.data.dataset import Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.scoring import UserItems
@@ -105,18 +105,12 @@ class ItemKNN(BaseScorer):
 
     def _check_state(self, path: Path, state: dict[str, Tensor], num_users: int,
                      num_items: int) -> None:
-        index, indptr = state["similarity_index"], state["history_indptr"]
-        indices = state["history_indices"]
+        index = state["similarity_index"]
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_items):
             raise DataError(path, f"item indices in [0, {num_items})",
                             field="similarity_index", field_kind="tensor")
-        if (len(indptr) != num_users + 1 or int(indptr[0]) != 0
-                or int(indptr[-1]) != len(indices) or bool((indptr[1:] < indptr[:-1]).any())):
-            raise DataError(path, f"{num_users + 1} rising row pointers from 0 to "
-                                  f"{len(indices)}", field="history_indptr", field_kind="tensor")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= num_items):
-            raise DataError(path, f"item indices in [0, {num_items})", field="history_indices",
-                            field_kind="tensor")
+        check_history(path, state["history_indptr"], state["history_indices"], num_users,
+                      num_items)
 
     def _load_state(self, state: dict[str, Tensor]) -> None:
         dev = self.device_

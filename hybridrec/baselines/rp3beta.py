@@ -9,8 +9,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
-from hybridrec.baselines.base import BaseScorer, sparse_csr
-from hybridrec.baselines.ease import check_history
+from hybridrec.baselines.base import BaseScorer, check_history, sparse_csr
 from hybridrec.data.dataset import Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.scoring import UserItems
