@@ -124,7 +124,12 @@ def read_header(path: str | os.PathLike[str]) -> Header:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
-            kind = _sniff(head + f.read(8))
+            ahead = f.read(8)
+            # A header length whose bytes happen to start like a pickle (0x380 = 896 is 80 03)
+            # is still safetensors when its JSON header follows: sniff only the others.
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            plausible = 2 <= n <= MAX_HEADER and 8 + n <= size and ahead[:1] == b"{"
+            kind = None if plausible else _sniff(head + ahead)
             if kind is not None:
                 raise DataError(path, f"{what}; this is {kind}, which hybridrec never loads "
                                       f"(unpickling can run code). Save tensors with "

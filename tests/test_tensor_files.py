@@ -50,6 +50,27 @@ def test_a_well_formed_file_reads_back_exactly(tmp_path):
     assert list(only) == ["w"]
 
 
+@pytest.mark.parametrize("length", [0x380, 0x480, 0x580])  # bytes 80 03, 80 04, 80 05
+def test_a_header_length_that_starts_like_a_pickle_is_still_safetensors(tmp_path, length):
+    """Read as bytes, a header length of 896 begins 80 03: a pickle's protocol-3 opening.
+    Followed by a JSON header it is a safetensors file (a run's scorers file hit this)."""
+    path = tmp_path / "scorers.safetensors"
+    tensors = {"w": torch.randn(3, 4)}
+    for pad in range(length):  # safetensors pads the header to a multiple of 8
+        save_file(tensors, str(path), metadata={"pad": "x" * pad})
+        if int.from_bytes(path.read_bytes()[:8], "little") == length:
+            break
+    else:
+        pytest.fail(f"no padding gave a header of {length} bytes")
+    assert path.read_bytes()[0] == 0x80
+    loaded, metadata = read_tensors(path)
+    assert torch.equal(loaded["w"], tensors["w"]) and metadata["pad"]
+    # A real pickle with the same opening is still refused by name.
+    path.write_bytes(pickle.dumps({"w": [1.0]}, protocol=length >> 8))
+    with pytest.raises(DataError, match="a pickle"):
+        read_tensors(path)
+
+
 @pytest.mark.parametrize("what, payload, named", [
     ("pickle", lambda p: pickle.dumps({"w": [1.0, 2.0]}), "a pickle"),
     ("torch.save", None, "a zip archive"),
