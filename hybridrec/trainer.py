@@ -30,7 +30,7 @@ from hybridrec.config import TrainConfig
 from hybridrec.device import pick_device
 from hybridrec.graph import INTERACTS
 from hybridrec.models.gnn_scorer import GNNScorer
-from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
+from hybridrec.models.losses import bpr_loss, sampled_softmax_loss, shared_softmax_loss
 from hybridrec.models.mix import Mix, Tower
 from hybridrec.models.prepare import graph_inputs
 from hybridrec.sampling import (
@@ -63,7 +63,10 @@ class Batch:
 
     ``users``/``items``: ``[B]``; ``negatives``: ``[1, K]`` shared (softmax) or ``[B]`` (BPR);
     ``cold_items``: ``bool [num_items]``; ``negative_mask``: ``True`` where a negative is a
-    training item of the row's user (``[B, K]`` or ``[B]``, or ``None``).
+    training item of the row's user (``[B, K]`` or ``[B]``, or ``None``). With shared
+    negatives and a mask that holds every positive, the mask depends on the user alone: it is
+    then kept once per user, ``[U', K]`` for ``distinct_users`` ``[U']``, and ``user_row``
+    ``[B]`` gives each row's user among them (the loss is then computed per user too).
     """
 
     users: Tensor
@@ -71,10 +74,13 @@ class Batch:
     negatives: Tensor
     cold_items: Tensor
     negative_mask: Tensor | None = None
+    distinct_users: Tensor | None = None
+    user_row: Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
         return Batch(*(None if t is None else t.to(device) for t in (
-            self.users, self.items, self.negatives, self.cold_items, self.negative_mask)))
+            self.users, self.items, self.negatives, self.cold_items, self.negative_mask,
+            self.distinct_users, self.user_row)))
 
 
 @dataclass
@@ -119,7 +125,15 @@ def sample_batch(
         negatives = uniform_items(num_items, size, generator, warm)
     cold = cold_item_mask(item_degree, cold_start_fraction, generator)
     batch = Batch(users, items, negatives, cold)
-    if known_keys is not None:
+    if known_keys is None:
+        return batch
+    if negatives.dim() == 2 and bool(known_pairs(users, items, known_keys, num_items).all()):
+        # Every positive is a known pair, so it is masked as a negative by the user's mask
+        # alone: one mask row per user (ml-100k: 943 users for 4,096 rows).
+        batch.distinct_users, batch.user_row = users.unique(return_inverse=True)
+        batch.negative_mask = known_pairs(batch.distinct_users, negatives, known_keys,
+                                          num_items)
+    else:
         batch.negative_mask = known_pairs(users, negatives, known_keys, num_items)
     return batch
 
@@ -160,21 +174,35 @@ def compute_loss(
         graph = drop_interactions(graph, batch.cold_items,
                                   torch.stack([batch.users, batch.items]))
     parts = model.embed_parts(x_dict, graph, interactions)
-    pos, neg = _pair_scores(parts.user, parts.item, batch)
+    scores = _user_scores if batch.user_row is not None else _pair_scores
+    pos, neg = scores(parts.user, parts.item, batch)
     if parts.user_text is not None:
         # The text part is constant but for its weight: scored without autograd (no
         # backward products), then scaled, so that only the weight's gradient flows.
         with torch.no_grad():
-            text_pos, text_neg = _pair_scores(parts.user_text, parts.item_text, batch,
-                                              per_user=True)
+            text_pos, text_neg = (_user_scores(parts.user_text, parts.item_text, batch)
+                                  if batch.user_row is not None else
+                                  _pair_scores(parts.user_text, parts.item_text, batch,
+                                               per_user=True))
         pos = pos + parts.scale * text_pos.to(pos.dtype)
         neg = neg + parts.scale * text_neg.to(neg.dtype)
-    total = ranking_loss(pos, neg, batch.items, batch.negatives, batch.negative_mask, loss,
-                         temperature)
+    if batch.user_row is not None and loss == "softmax":
+        total = shared_softmax_loss(pos, neg, batch.user_row, temperature, batch.negative_mask)
+    else:
+        total = ranking_loss(pos, neg, batch.items, batch.negatives, batch.negative_mask, loss,
+                             temperature)
     if weight_decay:
         seen = torch.cat([batch.items, batch.negatives.reshape(-1)])
         total = total + weight_decay * model.embedding_penalty(batch.users, seen)
     return total
+
+
+def _user_scores(users: Tensor, items: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+    """Dot products of the batch's pairs ``[B]`` and of its distinct users with the shared
+    negatives ``[U', K]``."""
+    pos = (users.index_select(0, batch.users) * items.index_select(0, batch.items)).sum(-1)
+    negatives = items.index_select(0, batch.negatives[0]).t()  # [H, K]
+    return pos, users.index_select(0, batch.distinct_users) @ negatives
 
 
 def _pair_scores(users: Tensor, items: Tensor, batch: Batch, per_user: bool = False

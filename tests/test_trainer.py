@@ -229,3 +229,34 @@ def test_a_hostile_checkpoint_stops_resume_with_a_data_error(tiny, tmp_path, spo
     with pytest.raises(DataError, match=message) as err:
         train_gnn(_model(graph), graph, checkpoint_dir=tmp_path, resume=True, **kwargs)
     assert CHECKPOINT_FILE in str(err.value)
+
+
+def test_the_per_user_softmax_batch_gives_the_per_row_loss_and_gradients(tiny):
+    """Shared negatives masked by each user's training items: the loss computed once per
+    user equals the loss computed row by row with each row's own mask and positive."""
+    from hybridrec.sampling import KnownPairs, known_pairs
+    from hybridrec.trainer import compute_loss
+
+    _, _, graph = tiny
+    model = _model(graph, text_channel=True)
+    positives = graph[INTERACTS].edge_index
+    known = KnownPairs(positives, graph["user"].num_nodes, graph["item"].num_nodes)
+    degree = torch.bincount(positives[1], minlength=graph["item"].num_nodes)
+    batch = sample_batch(positives, torch.arange(positives.size(1)), degree,
+                         graph["item"].num_nodes, loss="softmax", num_negatives=6,
+                         cold_start_fraction=0.2, generator=torch.Generator().manual_seed(1),
+                         known_keys=known)
+    assert batch.user_row is not None and batch.distinct_users.numel() < batch.users.numel()
+    assert batch.negative_mask.shape == (batch.distinct_users.numel(), 6)
+    per_row = Batch(batch.users, batch.items, batch.negatives, batch.cold_items,
+                    known_pairs(batch.users, batch.negatives, known, graph["item"].num_nodes))
+    values, grads = [], []
+    for b in (batch, per_row):
+        model.zero_grad()
+        value = compute_loss(model, *_inputs(graph), b, temperature=0.5)
+        value.backward()
+        values.append(value.detach())
+        grads.append([p.grad.clone() for p in model.parameters() if p.grad is not None])
+    torch.testing.assert_close(values[0], values[1])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

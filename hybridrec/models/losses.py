@@ -56,3 +56,31 @@ def sampled_softmax_loss(pos: Tensor, neg: Tensor, temperature: float = 1.0,
         mask = torch.cat([torch.zeros_like(neg_mask[:, :1]), neg_mask], dim=-1)
         logits = logits.masked_fill(mask, float("-inf"))
     return -torch.log_softmax(logits.float(), dim=-1)[:, 0].mean()
+
+
+def shared_softmax_loss(pos: Tensor, neg: Tensor, row: Tensor, temperature: float = 1.0,
+                        neg_mask: Tensor | None = None) -> Tensor:
+    r""":func:`sampled_softmax_loss` for rows whose user's negatives (and mask) they share: the
+    negatives' log-sum-exp is computed once per user, not once per row.
+
+    .. math::
+        \mathcal{L} = \frac{1}{B} \sum_b \Big[\log\Big(e^{s_b^{+}/\tau}
+        + \sum_{k \notin M_{u_b}} e^{s_{u_b k}^{-}/\tau}\Big) - s_b^{+}/\tau\Big]
+
+    Equal to :func:`sampled_softmax_loss` with row ``b``'s negatives ``neg[row[b]]`` and mask
+    ``neg_mask[row[b]]`` (a row whose negatives are all masked costs 0 in both).
+
+    Shapes:
+        - **input:** positive scores :math:`(B,)`; each user's negative scores :math:`(U, K)`;
+          ``row``: the user of each positive, :math:`(B,)` in :math:`[0, U)`; mask
+          :math:`(U, K)`
+        - **output:** scalar
+    """
+    logits = neg.float() / temperature
+    if neg_mask is not None:
+        # The smallest float, not -inf: a user with every negative masked keeps finite
+        # gradients (its log-sum-exp is then ~ -3e38, and exp() of it 0 beside any positive).
+        logits = logits.masked_fill(neg_mask, torch.finfo(logits.dtype).min)
+    lse = torch.logsumexp(logits, dim=-1)  # [U]
+    p = pos.float() / temperature
+    return (torch.logaddexp(p, lse.index_select(0, row)) - p).mean()

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
+from hybridrec.models.losses import bpr_loss, sampled_softmax_loss, shared_softmax_loss
 
 
 def test_bpr_loss():
@@ -33,3 +33,23 @@ def test_bpr_masked_pairs_leave_the_mean():
     pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
     masked = bpr_loss(pos, neg, torch.tensor([False, True]))
     assert abs(float(masked) - math.log(1 + math.exp(-1))) < 1e-6
+
+
+def test_shared_softmax_equals_the_per_row_softmax_with_each_rows_user_negatives():
+    g = torch.Generator().manual_seed(0)
+    users, k = 5, 7
+    row = torch.tensor([0, 0, 1, 3, 3, 3, 4, 2, 1])
+    pos = torch.randn(len(row), generator=g, requires_grad=True)
+    neg = torch.randn(users, k, generator=g, requires_grad=True)
+    mask = torch.rand(users, k, generator=g) < 0.3
+    mask[4] = True  # a user whose every negative is masked costs 0 and stays finite
+    shared = shared_softmax_loss(pos, neg, row, 0.5, mask)
+    shared.backward()
+    grads = pos.grad.clone(), neg.grad.clone()
+    pos.grad = neg.grad = None
+    per_row = sampled_softmax_loss(pos, neg[row], 0.5, mask[row])
+    per_row.backward()
+    torch.testing.assert_close(shared, per_row)
+    torch.testing.assert_close(grads[0], pos.grad)
+    torch.testing.assert_close(grads[1], neg.grad)
+    assert torch.isfinite(grads[1]).all() and bool((grads[1][4] == 0).all())
