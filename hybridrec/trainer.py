@@ -299,7 +299,7 @@ def train_gnn(
     drop_label_edges: bool = False,
     clip_grad_norm: float = 5.0,
     eval_every: int = 1,
-    patience: int = 5,
+    patience: int = 3,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     amp: bool = True,
@@ -340,7 +340,7 @@ def train_gnn(
         drop_label_edges: leave each batch's positive pairs out of that step's message passing
             (default: ``False``).
         clip_grad_norm: max gradient norm, 0 = off (default: 5.0).
-        eval_every / patience: early stopping (default: 1, 5).
+        eval_every / patience: early stopping (default: 1, 3).
         generator: random source of batches, negatives and masks (default: seeded with 0).
         device: where to train (default: CUDA when present, else CPU).
         amp: bf16 autocast on CUDA (default: ``True``; ignored on CPU).
