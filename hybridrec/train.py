@@ -417,7 +417,12 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
         t = time.perf_counter()
         rows += baselines.result()
         timings["wait_baselines"] = time.perf_counter() - t
-    cold_split = "test_cold_only" in metrics  # test items without training pairs
+    # Cold columns (and text-only) where items without training pairs matter to the test: a
+    # cold-item split, or one whose new items hold at least 1 % of the test positives (a
+    # temporal split's new releases; not the odd item of a random split).
+    cold_share = ((metrics["test"].get("cold") or {}).get("positive_share") or 0.0)
+    cold_split = "test_cold_only" in metrics and (len(split.cold_items) > 0
+                                                  or cold_share >= 0.01)
     if cold_split and features is not None:
         rows.append(text_only(dataset, split, features, device, config.train.valid_metric))
     print(f"data:   {dataset.name} ({dataset.num_users} users, {dataset.num_items} items, "
