@@ -4,7 +4,10 @@
 * new users without retraining: from an item history (fold-in) or from a sentence;
 * new items without retraining (text + KG edges, the GNN run inductively);
 * new interactions folded in; similar items; explanations from the knowledge graph;
-* ``save`` / ``load`` of the whole state, atomically, with no pickle.
+* ``save`` / ``load`` of the whole state, atomically, with no pickle;
+* top-K over big catalogues by one inner-product search (:mod:`hybridrec.ann`): an exact
+  dense scan up to :data:`~hybridrec.ann.EXACT_MAX_ITEMS` items, a FAISS index above, saved in
+  the run folder as ``ann.safetensors`` and kept current by :meth:`Recommender.add_items`.
 
 Fold-in, per scorer of the mix (every scorer is a dot product of a user and an item vector):
 
@@ -31,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hybridrec.ann import ANN_FILE, EXACT_MAX_ITEMS, ItemIndex, faiss_available
 from hybridrec.config import RunConfig
 from hybridrec.data.build import build_dataset
 from hybridrec.data.dataset import Dataset
@@ -51,6 +55,10 @@ from hybridrec.run import Run, load_run, save_run
 log = logging.getLogger(__name__)
 
 Source = Literal["model", "popular", "history", "text"]
+# How top-K is found: "exact" scans every item; "faiss" searches an index (hybridrec.ann);
+# "auto" uses the index above EXACT_MAX_ITEMS items when FAISS is installed and the mix has
+# no learned gate (which the index cannot serve).
+TopK = Literal["auto", "exact", "faiss"]
 
 
 class UnknownIdError(KeyError, ValueError):
@@ -131,9 +139,18 @@ class Recommender:
 
     Args:
         run: a loaded run folder (:func:`~hybridrec.run.load_run`).
+        top_k: ``"exact"`` (a dense scan), ``"faiss"`` (the index of :mod:`hybridrec.ann`) or
+            ``"auto"`` (the index above :data:`~hybridrec.ann.EXACT_MAX_ITEMS` items when
+            FAISS is installed and the mix has no gate) (default: :obj:`"auto"`).
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, top_k: TopK = "auto") -> None:
+        if top_k not in ("auto", "exact", "faiss"):
+            raise ValueError(f"Recommender: top_k 'auto', 'exact' or 'faiss', got {top_k!r}")
+        if top_k == "faiss" and not faiss_available():
+            raise ImportError("Recommender(top_k='faiss') needs FAISS: pip install faiss-cpu")
+        self.top_k = top_k
+        self._index: ItemIndex | None = None
         self.run = run
         self.config: RunConfig = run.config
         self.dataset: Dataset = run.dataset
@@ -183,6 +200,7 @@ class Recommender:
         self._encoder = None
         if run.updates is not None:
             self._replay(*run.updates)
+        self._sync_index(run.folder / ANN_FILE)
 
     # ------------------------------------------------------------------ building and saving
     @classmethod
@@ -211,10 +229,33 @@ class Recommender:
             return cls.load(folder)
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu"
-             ) -> Recommender:
-        """Load a run folder written by ``python -m hybridrec.train`` or :meth:`save`."""
-        return cls(load_run(folder, device=device))
+    def load(cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu",
+             top_k: TopK = "auto") -> Recommender:
+        """Load a run folder written by ``python -m hybridrec.train`` or :meth:`save`
+        (``top_k``: see the class)."""
+        return cls(load_run(folder, device=device), top_k)
+
+    # ------------------------------------------------------------------ the top-K index
+    def _wants_index(self) -> bool:
+        if self.top_k == "exact" or self.mix.gate is not None:
+            return False
+        return self.top_k == "faiss" or (self.num_items > EXACT_MAX_ITEMS
+                                         and faiss_available())
+
+    def _sync_index(self, path: Path | None = None) -> None:
+        """Make the index describe the mix as it is: read ``path`` when it holds a current
+        one, else build it (or drop it when the exact scan serves)."""
+        if not self._wants_index():
+            self._index = None
+            return
+        if self._index is not None and self._index.current(self.mix):
+            return
+        self._index = None
+        if path is not None and path.is_file():
+            self._index = ItemIndex.load(path, self.mix)
+        if self._index is None:
+            self._index = ItemIndex().build(self.mix)
+        log.info("Top-K by %r", self._index)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write the run with every update so far into ``folder``, atomically (a temporary
@@ -226,10 +267,11 @@ class Recommender:
                 else {}
             updates = (self._updates, tensors)
         info = {k: v for k, v in run.info.items() if k not in ("format", "saved", "torch")}
+        ann = self._index.file_contents() if self._index is not None else None
         return save_run(folder, config=run.config, model=run.model, scorer=run.scorer,
                         graph=run.graph,
                         split=run.split, ids=run.ids, dataset=run.dataset, metrics=run.metrics,
-                        info=info, updates=updates)
+                        info=info, updates=updates, ann=ann)
 
     def _replay(self, updates: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
         """Apply the updates a saved run carries, in their order."""
@@ -334,6 +376,16 @@ class Recommender:
         if unknown and not fallback:
             self._user_index(unknown[0])  # raises, naming it
         known = [i for i in index if i >= 0]
+        self._sync_index()
+        if self._index is not None and candidates is None:
+            found = self._index.search(torch.tensor(known, dtype=torch.long), k,
+                                       [self._seen[u] if exclude_seen else () for u in known]) \
+                if known else []
+            found = iter(found)
+            return [self._ranking(*next(found), "model", str(user_id)) if u >= 0 else
+                    self._ranking(*self._top(self._popularity, k, set(), None), "popular",
+                                  str(user_id))
+                    for user_id, u in zip(user_ids, index)]
         scores = self._scores(torch.tensor(known, dtype=torch.long)) if known else None
         out, row = [], 0
         for user_id, u in zip(user_ids, index):
@@ -433,7 +485,14 @@ class Recommender:
         if not history:
             raise ValueError("recommend_for_history: the history is empty; use "
                              "recommend_for_text or the popular-items fallback")
-        scores = self._scores_of(self._user_rows([history], [None]))[0]
+        rows = self._user_rows([history], [None])
+        self._sync_index()
+        if self._index is not None and candidates is None:
+            users = {name: rows[name] for name in self.mix.names}
+            [(top, values)] = self._index.search(users, k, [set(history) if exclude_seen
+                                                            else set()])
+            return self._ranking(top, values, "history", None)
+        scores = self._scores_of(rows)[0]
         top, values = self._top(scores, k, set(history) if exclude_seen else set(), candidates)
         return self._ranking(top, values, "history", None)
 
@@ -699,6 +758,8 @@ class Recommender:
 
     def _grow_items(self, rows: dict[str, Tensor], states: list[Tensor]) -> None:
         self.mix.add_items(rows, rows["degree"], rows.get("prior"))
+        if self._index is not None:
+            self._index.add_items(self.mix)
         for layer, state in zip(self._layers, states):
             layer["item"] = torch.cat([layer["item"], state])
 

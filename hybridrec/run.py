@@ -19,6 +19,9 @@ A run folder holds:
   original files;
 * ``updates.json`` + ``updates.safetensors`` (only after updates): the items and interactions
   a :class:`~hybridrec.Recommender` added after training, replayed on load;
+* ``ann.safetensors`` (optional): the top-K index of a :class:`~hybridrec.Recommender`
+  (:mod:`hybridrec.ann`), validated when the recommender reads it and rebuilt when it is
+  missing or describes other items;
 * ``metrics.json``: ``{"test": {...}, "valid": {...}, ...}`` from
   :func:`hybridrec.evaluation.evaluate` (lower-case ``recall@20``; popularity and cold
   breakdowns inside), plus ``"gate"`` (mean gate per popularity bucket and for cold items) and
@@ -248,6 +251,7 @@ def save_run(
     info: dict[str, Any] | None = None,
     log_text: str = "",
     updates: tuple[dict[str, Any], dict[str, Tensor]] | None = None,
+    ann: tuple[dict[str, Tensor], dict[str, str]] | None = None,
 ) -> Path:
     """Write a run folder (see the module docstring), atomically.
 
@@ -270,6 +274,7 @@ def save_run(
         info: more JSON for ``run.json`` (history, timings ...).
         log_text: the training log.
         updates: ``(json, tensors)`` describing updates after training (default: none).
+        ann: ``(tensors, metadata)`` of ``ann.safetensors``, the top-K index (default: none).
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -304,6 +309,8 @@ def save_run(
     if updates is not None:
         _write_json(tmp / "updates.json", {"format": FORMAT, **updates[0]})
         save_file(updates[1], str(tmp / "updates.safetensors"), metadata=meta)
+    if ann is not None:
+        save_file(ann[0], str(tmp / "ann.safetensors"), metadata=ann[1])
 
     if folder.exists():
         old = folder.with_name(f"{folder.name}.old-{os.getpid()}")
