@@ -196,6 +196,8 @@ class HybridFit:
             epochs and their validation), ``gate``, ``refit`` (the final fits on every pair),
             ``cold`` (the cold-start stage's search).
         cold_start: the cold-start stage's search (:func:`fit_cold_start`; ``None``: none).
+        collaborative: the fitted ALS and LightGCN behind the mix's towers, on every training
+            pair (``"als"``, ``"lightgcn"``; each a scorer of its own, as the baselines are).
     """
 
     gnn: GNNScorer
@@ -207,6 +209,7 @@ class HybridFit:
     lightgcn_epochs: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     cold_start: dict[str, Any] | None = None
+    collaborative: dict[str, Any] = field(default_factory=dict)
 
 
 def training_graph(config: ModelConfig, dataset: Dataset, train: Interactions,
@@ -300,14 +303,15 @@ def fit_hybrid(
     # 3. The collaborative towers, fitted once and frozen.
     seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
     towers: dict[str, Tower] = {}
+    scorers: dict[str, Any] = {}
     lightgcn_epochs = 0
     if model_cfg.use_mf:
         with _timed(seconds, "als"):
-            towers["als"] = _als_tower(model_cfg, fit_pairs, num_users, num_items, seed,
-                                       device, checkpoint_dir, resume)
+            towers["als"], scorers["als"] = _als_tower(
+                model_cfg, fit_pairs, num_users, num_items, seed, device, checkpoint_dir, resume)
         if model_cfg.mf_lightgcn_channels:
             with _timed(seconds, "lightgcn"):
-                towers["lightgcn"], lightgcn_epochs = _lightgcn_tower(
+                towers["lightgcn"], lightgcn_epochs, scorers["lightgcn"] = _lightgcn_tower(
                     model_cfg, fit_pairs, num_users, num_items, seed, device, metric,
                     checkpoint_dir, resume)
     user_degree = degree(fit_pairs[0], num_users)
@@ -344,12 +348,13 @@ def fit_hybrid(
             log.info("The learned gate did not beat the fixed mix on validation (%.4f): "
                      "keeping the fixed mix", gate_fit[1])
         with _timed(seconds, "refit"):
-            towers["als"] = _als_tower(model_cfg, every_pair, num_users, num_items, seed,
-                                       device, warn=False)  # warned about at the first fit
+            towers["als"], scorers["als"] = _als_tower(
+                model_cfg, every_pair, num_users, num_items, seed, device,
+                warn=False)  # warned about at the first fit
             if "lightgcn" in towers:
-                towers["lightgcn"], _ = _lightgcn_tower(model_cfg, every_pair, num_users,
-                                                        num_items, seed, device, None,
-                                                        epochs=lightgcn_epochs)
+                towers["lightgcn"], _, scorers["lightgcn"] = _lightgcn_tower(
+                    model_cfg, every_pair, num_users, num_items, seed, device, None,
+                    epochs=lightgcn_epochs)
             user_degree = degree(every_pair[0], num_users)
             item_degree = degree(every_pair[1], num_items)
             gnn_tower = TrainedGNN(gnn, *graph_inputs(graph, device)).tower()
@@ -368,7 +373,7 @@ def fit_hybrid(
                 cold_start = fit_cold_start(mix, gnn, graph, every_pair, split, metric)
     log.info("Hybrid fitted: %s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
     return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds,
-                     cold_start)
+                     cold_start, scorers)
 
 
 def fit_cold_start(mix: Mix, gnn: GNNScorer, graph: HeteroData, pairs: Tensor, split: Split,
@@ -487,10 +492,10 @@ def _warn_collapsed(als: Any, pairs: Interactions, num_users: int, num_items: in
 
 def _als_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, seed: int,
                device: torch.device, checkpoint_dir: Path | None = None,
-               resume: bool = False, warn: bool = True) -> Tower:
-    """ALS with the hybrid's settings on ``pairs``; users and items without a pair get zero
-    rows. A fit whose factors collapse under the regularisation is warned about
-    (:func:`als_collapsed`)."""
+               resume: bool = False, warn: bool = True) -> tuple[Tower, Any]:
+    """ALS with the hybrid's settings on ``pairs``: its tower (users and items without a pair
+    get zero rows) and the fitted ALS. A fit whose factors collapse under the regularisation
+    is warned about (:func:`als_collapsed`)."""
     from hybridrec.baselines import ALS, BaseScorer
 
     saved = None if checkpoint_dir is None else Path(checkpoint_dir) / "als"
@@ -508,16 +513,18 @@ def _als_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, 
             als.save(saved)
     state = als.state_tensors()
     return Tower.from_scorer(state["user_factors"], state["item_factors"],
-                             degree(pairs[0], num_users) > 0, degree(pairs[1], num_items) > 0)
+                             degree(pairs[0], num_users) > 0,
+                             degree(pairs[1], num_items) > 0), als
 
 
 def _lightgcn_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: int, seed: int,
                     device: torch.device, metric: Callable[[Any], float] | None,
                     checkpoint_dir: Path | None = None, resume: bool = False,
-                    epochs: int | None = None) -> tuple[Tower, int]:
+                    epochs: int | None = None) -> tuple[Tower, int, Any]:
     """A LightGCN (the baseline's settings, ``mf_lightgcn_channels`` wide) on ``pairs``,
     early-stopped on ``metric`` as the baseline is (every 5 epochs, patience 3), else run for
-    ``epochs``; its tower (rows of nodes without a pair zeroed) and its epochs."""
+    ``epochs``; its tower (rows of nodes without a pair zeroed), its epochs and the fitted
+    LightGCN."""
     from hybridrec.baselines import BaseScorer, EarlyStopping, LightGCN
 
     saved = None if checkpoint_dir is None else Path(checkpoint_dir) / "lightgcn"
@@ -551,7 +558,7 @@ def _lightgcn_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: 
     state = scorer.state_tensors()
     tower = Tower.from_scorer(state["user_embedding"], state["item_embedding"],
                               degree(pairs[0], num_users) > 0, degree(pairs[1], num_items) > 0)
-    return tower, best
+    return tower, best, scorer
 
 
 def _pairs(edge_index: Tensor) -> Interactions:
@@ -595,14 +602,17 @@ def _num_items(dataset: Dataset | tuple[int, int]) -> int:
     return dataset.num_items if isinstance(dataset, Dataset) else int(dataset[1])
 
 
+BASELINES = ("BPR-MF", "ALS", "LightGCN")
+
+
 def fit_baselines(dataset: Dataset, split: Split, device: torch.device | str | None = None,
-                  valid_metric: str = "ndcg@20",
-                  als: dict[str, float] | None = None) -> list[tuple[str, dict, float]]:
-    """BPR-MF, ALS and LightGCN on ``split``, the first and last early-stopped on
-    ``valid_metric`` like the hybrid (checked every 5 epochs, patience 3); ALS with the
-    ``als`` keyword arguments (the hybrid's MF-branch settings, so that the table compares the
-    hybrid with the same ALS it contains). Returns ``(name, metrics, seconds)`` with
-    :func:`evaluate_run`'s metrics."""
+                  valid_metric: str = "ndcg@20", als: dict[str, float] | None = None,
+                  models: tuple[str, ...] = BASELINES) -> list[tuple[str, dict, float]]:
+    """``models`` among BPR-MF, ALS and LightGCN on ``split``, BPR-MF and LightGCN
+    early-stopped on ``valid_metric`` like the hybrid (checked every 5 epochs, patience 3);
+    ALS with the ``als`` keyword arguments (the hybrid's MF-branch settings, so that the table
+    compares the hybrid with the same ALS it contains). Returns ``(name, metrics, seconds)``
+    with :func:`evaluate_run`'s metrics."""
     from hybridrec.baselines import ALS, BPRMF, EarlyStopping, LightGCN, validation_metric
 
     device = str(pick_device(device))
@@ -611,6 +621,8 @@ def fit_baselines(dataset: Dataset, split: Split, device: torch.device | str | N
     for name, scorer in (("BPR-MF", BPRMF(epochs=300, device=device)),
                          ("ALS", ALS(device=device, **(als or {}))),
                          ("LightGCN", LightGCN(epochs=300, device=device))):
+        if name not in models:
+            continue
         start = time.perf_counter()
         if name == "ALS" or metric is None:
             scorer.fit(split.train, dataset.num_users, dataset.num_items)

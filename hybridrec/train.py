@@ -45,6 +45,7 @@ from hybridrec.data.errors import DataError
 from hybridrec.data.split import Split
 from hybridrec.device import pick_device
 from hybridrec.pipeline import (
+    BASELINES,
     check_checkpoint,
     evaluate_run,
     fit_baselines,
@@ -200,8 +201,21 @@ def resolve_paths(data: DataConfig) -> DataConfig:
         text_model=absolute(data.text_model) if local else data.text_model)
 
 
+def _shared_baselines(model: Any) -> dict[str, str]:
+    """Table rows the hybrid's own fitted scorers give (table name -> scorer name): its ALS and
+    its LightGCN, fitted on every training pair as the baselines are; the others are fitted
+    apart."""
+    shared = {}
+    if model.use_mf:
+        shared["ALS"] = "als"
+        if model.mf_lightgcn_channels:
+            shared["LightGCN"] = "lightgcn"
+    return shared
+
+
 def _baselines_job(config: dict[str, Any], num_threads: int) -> list[tuple[str, dict, float]]:
-    """:func:`fit_baselines` in a worker process (it reloads the data and split)."""
+    """:func:`fit_baselines` in a worker process (it reloads the data and split), for the
+    baselines the hybrid does not contain."""
     # The main process has said what loading the data has to say (repeated rows ...): the
     # worker's log would print each warning a second time.
     logging.getLogger("hybridrec").addHandler(logging.NullHandler())
@@ -213,8 +227,9 @@ def _baselines_job(config: dict[str, Any], num_threads: int) -> list[tuple[str, 
     model = run_config.model
     als = {"factors": model.mf_channels, "regularization": model.mf_regularization,
            "alpha": model.mf_alpha}
+    models = tuple(m for m in BASELINES if m not in _shared_baselines(model))
     return fit_baselines(dataset, load_split(run_config, dataset), run_config.train.device,
-                         run_config.train.valid_metric, als)
+                         run_config.train.valid_metric, als, models)
 
 
 def _gate_text(report: dict[str, float | None]) -> str:
@@ -415,8 +430,16 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     rows = [("hybrid", metrics, timings["train"])]
     if baselines is not None:
         t = time.perf_counter()
-        rows += baselines.result()
+        apart = {name: (metrics_, seconds) for name, metrics_, seconds in baselines.result()}
         timings["wait_baselines"] = time.perf_counter() - t
+        shared = _shared_baselines(config.model)
+        for name in BASELINES:
+            if name in apart:
+                rows.append((name, *apart[name]))
+            elif name in shared and shared[name] in fitted.collaborative:
+                scorer_ = fitted.collaborative[shared[name]]
+                rows.append((name, evaluate_run(scorer_, dataset, split, device),
+                             fitted.seconds.get(shared[name], 0.0)))
     # Cold columns (and text-only) where items without training pairs matter to the test: a
     # cold-item split, or one whose new items hold at least 1 % of the test positives (a
     # temporal split's new releases; not the odd item of a random split).

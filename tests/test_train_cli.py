@@ -45,6 +45,21 @@ def test_trains_saves_and_prints_the_table_with_baselines(tmp_path, capsys):
     assert config.data.source == str(Path(f"{EXAMPLES}/interactions.csv").resolve())
     assert not (tmp_path / "run.ckpt").exists()
     assert "epoch 1" in (out / "train.log").read_text()
+    # The ALS and LightGCN rows are the hybrid's own fitted scorers (the same fit time), not a
+    # second fit; BPR-MF is fitted apart.
+    seconds = json.loads((out / "run.json").read_text())["seconds"]
+    rows = {line.split("|")[1].strip(): line for line in printed.splitlines()
+            if line.startswith("| ")}
+    for name, phase in (("ALS", "train.als"), ("LightGCN", "train.lightgcn")):
+        assert rows[name].rstrip(" |").endswith(f"| {seconds[phase]:.1f}")
+
+
+def test_without_the_hybrids_lightgcn_the_table_fits_one(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(DATA + SMALL + ["--no-text", "--no-kg", "--no-lightgcn", "--ratios",
+                                "0.6,0.2,0.2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| LightGCN |" in printed and "| ALS |" in printed and "| BPR-MF |" in printed
 
 
 def test_ablation_flags_reach_the_config_and_the_model(tmp_path):
