@@ -81,8 +81,11 @@ def ablation_table(results: dict[str, Any], k: int = 20) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.ablation",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0],
+        epilog="Any other option goes on to python -m benchmarks.run: the data flags "
+               "(--interactions, --kg ...), --split, --threads, --device, --max-epochs; see "
+               "python -m benchmarks.run --help.")
     parser.add_argument("--models", default=",".join(ABLATIONS),
                         help=f"variants (default: {','.join(ABLATIONS)})")
     parser.add_argument("--seeds", default="0,1,2", help="model seeds (default: 0,1,2)")
