@@ -3,6 +3,7 @@ need no retraining.
 
     python -m benchmarks.serving --part latency  --run runs/hybrid-ml-100k-random
     python -m benchmarks.serving --part cold-items   # trains twice (items present / absent)
+    python -m benchmarks.serving --part cold-items --cold-start   # the same with the stage
     python -m benchmarks.serving --part cold-users   # trains once on the cold-user split
 
 Each part writes ``benchmarks/results/serving/<part>.json``; ``--table`` prints every part's
@@ -149,7 +150,7 @@ def _cold_recall(rec, test: list[tuple[str, str]], cold_ids: list[str], k: int =
     return float(np.mean(recalls))
 
 
-def cold_items(seed: int) -> dict:
+def cold_items(seed: int, cold_start: bool = False) -> dict:
     from hybridrec import Recommender, RunConfig
     from hybridrec.data import load_ml100k
     from hybridrec.data.split import make_split
@@ -158,16 +159,18 @@ def cold_items(seed: int) -> dict:
     dataset = load_ml100k()
     split = make_split(dataset, "cold-items", seed=seed)
     config = RunConfig.from_dict({"data": {"split": "cold-items", "split_seed": seed},
+                                  "model": {"cold_start": cold_start},
                                   "train": {"show_progress": False, "seed": seed}})
     # The cold items whose rows are test rows; the others (validation) stay in both runs.
     tested = set(split.test.item_index.tolist())
     cold = [dataset.items.ids[i] for i in split.cold_items if i in tested]
     test = [(dataset.users.ids[u], dataset.items.ids[i])
             for u, i in zip(split.test.user_index, split.test.item_index)]
-    out: dict = {"seed": seed, "cold_items": len(cold)}
+    out: dict = {"seed": seed, "cold_start": cold_start, "cold_items": len(cold)}
     t = time.perf_counter()
     present = Recommender.fit(dataset, split, config)
     out["present_fit_s"] = round(time.perf_counter() - t, 1)
+    out["present_stage_kept"] = present.mix.cold is not None
     out["present_cold_recall@20"] = _cold_recall(present, test, cold)
     out["present_metrics_cold_only_recall@20"] = present.run.metrics["test_cold_only"][
         "recall@20"]
@@ -175,6 +178,7 @@ def cold_items(seed: int) -> dict:
     t = time.perf_counter()
     absent = Recommender.fit(reduced, reduced_split, config)
     out["absent_fit_s"] = round(time.perf_counter() - t, 1)
+    out["absent_stage_kept"] = absent.mix.cold is not None
     t = time.perf_counter()
     added = absent.add_items(rows, triples, links=links)
     out["add_items_s"] = round(time.perf_counter() - t, 2)
@@ -255,8 +259,9 @@ def cold_users(seed: int) -> dict:
 
 
 #: Per-seed figures summarised over the seeds run, as mean ± standard deviation.
-SUMMARISED = {"cold-items": ("present_cold_recall@20", "added_cold_recall@20",
-                             "text_only_cold_recall@20", "ratio_added_to_present"),
+_COLD_ITEMS = ("present_cold_recall@20", "added_cold_recall@20", "text_only_cold_recall@20",
+               "ratio_added_to_present")
+SUMMARISED = {"cold-items": _COLD_ITEMS, "cold-items-cold-start": _COLD_ITEMS,
               "cold-users": ("hybrid_fold_in_recall@20", "als_fold_in_recall@20",
                              "popularity_recall@20")}
 
@@ -298,16 +303,20 @@ def main() -> None:
     parser.add_argument("--part", choices=("latency", "cold-items", "cold-users"))
     parser.add_argument("--run", type=Path, default=Path("runs/hybrid-ml-100k-random"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cold-start", action="store_true",
+                        help="cold-items: train with the cold-start stage (model.cold_start)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.part:
         result = {"latency": lambda: latency(args.run), "cold-items": lambda: cold_items(
-            args.seed), "cold-users": lambda: cold_users(args.seed)}[args.part]()
+            args.seed, args.cold_start), "cold-users": lambda: cold_users(args.seed)}[args.part]()
         result["torch_threads"] = args.threads
-        save_result(RESULTS, args.part if args.part == "latency"
-                    else f"{args.part}-seed{args.seed}", result)
+        name = args.part + ("-cold-start" if args.cold_start and args.part == "cold-items"
+                            else "")
+        save_result(RESULTS, name if args.part == "latency" else f"{name}-seed{args.seed}",
+                    result)
     if args.table:
         print(table())
 

