@@ -45,9 +45,10 @@ smallest that reaches ``target_recall`` of the exact top-10 on a sample of users
 (``recall_`` keeps the figure). An IVF index (``IndexIVFFlat``, inner product) needed 40 % of
 its cells for recall 0.95 on clustered towers (benchmarks/ann.py), HNSW a few hundred
 candidates. With GPUs (``faiss.get_num_gpus() > 0``) searches run on a GPU flat
-inner-product index of the same vectors instead: exact, and fast there. It is saved with ``faiss.serialize_index`` as a ``uint8``
-safetensors tensor, never pickled, with a SHA-256 of its bytes checked before FAISS parses
-them, and a fingerprint of the item vectors that tells a stale file from a current one.
+inner-product index of the same vectors instead: exact, and fast there. It is saved with
+``faiss.serialize_index`` as a ``uint8`` safetensors tensor, never pickled, with a SHA-256
+of its bytes checked before FAISS parses them, and a fingerprint of the item vectors that
+tells a stale file from a current one.
 """
 from __future__ import annotations
 
