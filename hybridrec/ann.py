@@ -127,7 +127,8 @@ class ItemIndex:
     """
 
     def __init__(self, backend: Backend = "faiss", target_recall: float = 0.97,
-                 links: int = 32, ef_construction: int = 40, tune_users: int = 100, seed: int = 0, use_gpu: bool = True) -> None:
+                 links: int = 32, ef_construction: int = 40, tune_users: int = 100,
+                 seed: int = 0, use_gpu: bool = True) -> None:
         if backend not in ("faiss", "exact"):
             raise ValueError(f"ItemIndex: backend 'faiss' or 'exact', got {backend!r}")
         if not 0 < target_recall <= 1:
