@@ -2,22 +2,18 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-from torch import Tensor
 
-from hybridrec.baselines.base import BaseScorer, check_history, sparse_csr
+from hybridrec.baselines.item_item import ItemItemScorer
 from hybridrec.data.dataset import Interactions
-from hybridrec.data.errors import DataError
 from hybridrec.scoring import UserItems
 
 log = logging.getLogger(__name__)
 
 
-class ItemKNN(BaseScorer):
+class ItemKNN(ItemItemScorer):
     r"""Item-based nearest neighbours (Sarwar et al., 2001; Deshpande & Karypis, 2004).
 
     With the binary user-item matrix :math:`X` of the training interactions, the shrunk cosine
@@ -43,8 +39,6 @@ class ItemKNN(BaseScorer):
 
     search_space = {"k": (50, 100, 200, 400), "shrink": (0.0, 10.0, 100.0)}
 
-    state_layout = {"similarity_index": ("I64", (2, "nnz")), "similarity_value": ("F32", ("nnz",)),
-                    "history_indptr": ("I64", (None,)), "history_indices": ("I64", (None,))}
 
     def __init__(self, k: int = 100, shrink: float = 10.0, block_size: int = 2048,
                  device: str | None = None) -> None:
@@ -80,44 +74,7 @@ class ItemKNN(BaseScorer):
             rows.append(top[keep])
             cols.append(np.broadcast_to(np.arange(start, stop), top.shape)[keep])
             vals.append(top_val[keep])
-        row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-        val = np.concatenate(vals) if vals else np.zeros(0, np.float32)
-        log.debug("ItemKNN: %d similarities kept for %d items", len(val), num_items)
-        self._load_state({
-            "similarity_index": torch.from_numpy(np.stack([row, col]).astype(np.int64)),
-            "similarity_value": torch.from_numpy(val.astype(np.float32)),
-            "history_indptr": history.indptr,
-            "history_indices": history.indices,
-        })
+        log.debug("ItemKNN: %d similarities kept for %d items", sum(map(len, vals)),
+                  num_items)
+        self._set_weights(rows, cols, vals, history)
         return self
-
-    def _score(self, user_index: Tensor) -> Tensor:
-        x_u = self.history_.dense(user_index, torch.float32)  # [B, num_items]
-        # (S^T x_u^T)^T: sparse-times-dense with the sparse factor on the left.
-        return torch.sparse.mm(self.similarity_t_, x_u.t()).t()  # [B, num_items]
-
-    def _state(self) -> dict[str, Tensor]:
-        return {"similarity_index": self.similarity_index_,
-                "similarity_value": self.similarity_value_,
-                "history_indptr": self.history_.indptr,
-                "history_indices": self.history_.indices}
-
-    def _check_state(self, path: Path, state: dict[str, Tensor], num_users: int,
-                     num_items: int) -> None:
-        index = state["similarity_index"]
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_items):
-            raise DataError(path, f"item indices in [0, {num_items})",
-                            field="similarity_index", field_kind="tensor")
-        check_history(path, state["history_indptr"], state["history_indices"], num_users,
-                      num_items)
-
-    def _load_state(self, state: dict[str, Tensor]) -> None:
-        dev = self.device_
-        self.similarity_index_ = state["similarity_index"].to(dev)  # [2, nnz] (i, j)
-        self.similarity_value_ = state["similarity_value"].to(dev)  # [nnz]
-        self.history_ = UserItems(state["history_indptr"].to(dev),
-                                  state["history_indices"].to(dev), self.num_items_)
-        n = self.num_items_
-        self.similarity_t_ = sparse_csr(self.similarity_index_.flip(0), self.similarity_value_,
-                                        (n, n), dev)  # S^T

@@ -2,22 +2,18 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-import torch
-from torch import Tensor
 
-from hybridrec.baselines.base import BaseScorer, check_history, sparse_csr
+from hybridrec.baselines.item_item import ItemItemScorer
 from hybridrec.data.dataset import Interactions
-from hybridrec.data.errors import DataError
 from hybridrec.scoring import UserItems
 
 log = logging.getLogger(__name__)
 
 
-class RP3beta(BaseScorer):
+class RP3beta(ItemItemScorer):
     r"""Random walks of length three on the user-item graph with popularity re-weighting
     (`Paudel et al., 2017 <https://doi.org/10.1145/2955101>`_, with the :math:`\alpha` of
     Cooper et al.'s :math:`P^3_\alpha`, as in `Dacrema et al., 2019
@@ -60,8 +56,6 @@ class RP3beta(BaseScorer):
     search_space = {"alpha": (0.5, 0.75, 1.0, 1.25), "beta": (0.0, 0.25, 0.5, 0.75),
                     "k": (100, 200)}
 
-    state_layout = {"similarity_index": ("I64", (2, "nnz")), "similarity_value": ("F32", ("nnz",)),
-                    "history_indptr": ("I64", (None,)), "history_indices": ("I64", (None,))}
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.5, k: int = 100,
                  block_size: int = 2048, device: str | None = None) -> None:
@@ -115,44 +109,6 @@ class RP3beta(BaseScorer):
             rows.append(np.broadcast_to(np.arange(start, stop)[:, None], top.shape)[keep])
             cols.append(top[keep])
             vals.append(top_val[keep])
-        row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        col = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-        val = np.concatenate(vals) if vals else np.zeros(0)
-        log.debug("RP3beta: %d weights kept for %d items", len(val), num_items)
-        self._load_state({
-            "similarity_index": torch.from_numpy(np.stack([row, col]).astype(np.int64)),
-            "similarity_value": torch.from_numpy(val.astype(np.float32)),
-            "history_indptr": history.indptr,
-            "history_indices": history.indices,
-        })
+        log.debug("RP3beta: %d weights kept for %d items", sum(map(len, vals)), num_items)
+        self._set_weights(rows, cols, vals, history)
         return self
-
-    def _score(self, user_index: Tensor) -> Tensor:
-        x_u = self.history_.dense(user_index, torch.float32)  # [B, num_items]
-        # (W^T x_u^T)^T: sparse-times-dense with the sparse factor on the left.
-        return torch.sparse.mm(self.similarity_t_, x_u.t()).t()  # [B, num_items]
-
-    def _state(self) -> dict[str, Tensor]:
-        return {"similarity_index": self.similarity_index_,
-                "similarity_value": self.similarity_value_,
-                "history_indptr": self.history_.indptr,
-                "history_indices": self.history_.indices}
-
-    def _check_state(self, path: Path, state: dict[str, Tensor], num_users: int,
-                     num_items: int) -> None:
-        index = state["similarity_index"]
-        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_items):
-            raise DataError(path, f"item indices in [0, {num_items})",
-                            field="similarity_index", field_kind="tensor")
-        check_history(path, state["history_indptr"], state["history_indices"], num_users,
-                      num_items)
-
-    def _load_state(self, state: dict[str, Tensor]) -> None:
-        dev = self.device_
-        self.similarity_index_ = state["similarity_index"].to(dev)  # [2, nnz] (i, j)
-        self.similarity_value_ = state["similarity_value"].to(dev)  # [nnz]
-        self.history_ = UserItems(state["history_indptr"].to(dev),
-                                  state["history_indices"].to(dev), self.num_items_)
-        n = self.num_items_
-        self.similarity_t_ = sparse_csr(self.similarity_index_.flip(0), self.similarity_value_,
-                                        (n, n), dev)  # W^T
