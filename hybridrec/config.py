@@ -84,6 +84,10 @@ class ModelConfig:
     use_kg: bool = True
     use_mf: bool = True
     use_gate: bool = False
+    # Early-stop the GNN on its own validation metric, then choose its share of the fixed
+    # mix's weights on validation (hybridrec.pipeline.MIX_SHARES); else the GNN is
+    # early-stopped on the mix with every scorer alike. Not with the learned gate.
+    mix_search: bool = False
     # Add a parameter-free text channel to the GNN score: cosine of the item's text and the
     # mean text of the user's training items (the text-only baseline), with a learned weight.
     text_channel: bool = True

@@ -317,19 +317,28 @@ def fit_hybrid(
     user_degree = degree(fit_pairs[0], num_users)
     item_degree = degree(fit_pairs[1], num_items)
 
-    # 4. The GNN scorer, early-stopped on the fixed mix.
-    def mix_with(gnn_tower: Tower, gate: ScoreGate | None = None) -> Mix:
-        return Mix({"gnn": gnn_tower, **towers}, user_degree.to(device), item_degree.to(device),
-                   gate=gate).to(device)
+    # 4. The GNN scorer, early-stopped on the fixed mix; with mix_search, on its own
+    # validation metric, and the mix's weights are chosen on validation afterwards.
+    search = model_cfg.mix_search and bool(towers) and not use_gate and metric is not None
 
-    validate = None if metric is None else (lambda tower: metric(mix_with(tower)))
+    def mix_with(gnn_tower: Tower, gate: ScoreGate | None = None,
+                 share: float | None = None) -> Mix:
+        weights = None if share is None else _weights(share, list(towers))
+        return Mix({"gnn": gnn_tower, **(towers if share != 1.0 else {})},
+                   user_degree.to(device), item_degree.to(device),
+                   weights=None if share == 1.0 else weights, gate=gate).to(device)
+
+    validate = None if metric is None else (lambda tower: metric(
+        mix_with(tower, share=1.0 if search else None)))
     negatives = train_cfg.negatives
     warm = negatives == "warm" or (negatives == "auto" and len(split.cold_items) > 0)
     with _timed(seconds, "gnn"):
         result = train_gnn(gnn, fit_graph, validate=validate, generator=generator,
                            device=device, checkpoint_dir=checkpoint_dir, resume=resume,
                            warm_negatives=warm, **train_kwargs(train_cfg))
-        mix = mix_with(TrainedGNN(gnn, *graph_inputs(fit_graph, device)).tower())
+        tower = TrainedGNN(gnn, *graph_inputs(fit_graph, device)).tower()
+        share = _best_share(metric, mix_with, tower, MIX_SHARES)[1] if search else None
+        mix = mix_with(tower, share=share)
 
     # 5. The optional gate, then the final refit on every pair.
     gate_fit, kept = None, False
@@ -374,6 +383,28 @@ def fit_hybrid(
     log.info("Hybrid fitted: %s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
     return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds,
                      cold_start, scorers)
+
+
+#: The GNN's shares of the mix's weights that ``mix_search`` tries (the collaborative scorers
+#: split the rest equally); the first, every scorer alike, wins ties.
+MIX_SHARES = (1 / 3, 1 / 2, 2 / 3, 5 / 6, 19 / 20)
+
+
+def _weights(share: float, others: list[str]) -> dict[str, float]:
+    """The mix's weights: ``share`` for the GNN, the rest split equally among ``others``."""
+    return {"gnn": share, **{name: (1 - share) / len(others) for name in others}}
+
+
+def _best_share(metric: Callable[[Mix], float], mix_with: Callable[..., Mix], tower: Tower,
+                shares: tuple[float, ...]) -> tuple[float, float]:
+    """``(validation value, GNN share)`` of the best mix of the GNN ``tower`` over
+    ``shares`` (the first of equals)."""
+    best_value, best_share = float("-inf"), shares[0]
+    for share in shares:
+        value = metric(mix_with(tower, share=share))
+        if value > best_value:
+            best_value, best_share = value, share
+    return best_value, best_share
 
 
 def fit_cold_start(mix: Mix, gnn: GNNScorer, graph: HeteroData, pairs: Tensor, split: Split,

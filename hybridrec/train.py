@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--gate", action="store_true",
                        help="learn the gate that mixes the scorers (default: a fixed mix, "
                             "each scorer weighed alike)")
+    model.add_argument("--mix-search", action="store_true",
+                       help="early-stop the GNN on its own validation metric, then choose its "
+                            "share of the mix on validation (default: every scorer alike, the "
+                            "GNN early-stopped on the mix)")
     model.add_argument("--cold-start", action="store_true",
                        help="score items without interactions (cold, or added later) by "
                             "content, a content prior and an offset chosen on validation, so "
@@ -167,6 +171,8 @@ def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
         model = dataclasses.replace(model, use_gate=True)
     if "cold_start" in given:
         model = dataclasses.replace(model, cold_start=True)
+    if "mix_search" in given:
+        model = dataclasses.replace(model, mix_search=True)
     for name in ("text", "kg", "mf"):
         if f"no_{name}" in given:
             model = dataclasses.replace(model, **{f"use_{name}": False})
@@ -454,8 +460,11 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     print(f"model:  {model}")
     print(f"mix:    {scorer}")
     valid_metric = capped_metric(config.train.valid_metric, dataset.num_items)[0]
+    searched = (config.model.mix_search and not config.model.use_gate
+                and len(scorer.names) > 1)
+    stopped_on = "the GNN alone" if searched else "the fixed mix"
     print(f"train:  GNN {len(result.history)} epochs, best epoch {result.best_epoch} (valid "
-          f"{valid_metric} of the fixed mix {result.best_score:.4f}), device {device}"
+          f"{valid_metric} of {stopped_on} {result.best_score:.4f}), device {device}"
           + (f"; LightGCN {fitted.lightgcn_epochs} epochs" if fitted.lightgcn_epochs else ""))
     if fitted.cold_start is not None:
         print("cold:   " + _cold_text(fitted.cold_start))

@@ -185,3 +185,39 @@ def test_cold_start_on_a_cold_item_split_is_chosen_on_its_cold_items():
     assert fit.cold_start["simulated_cold_items"] == 0
     assert (fit.mix.cold is not None) == fit.cold_start["kept"]
     assert fit.mix.item_degree[[3, 8]].tolist() == [0.0, 0.0]
+
+
+def test_with_mix_search_the_gnn_stops_on_its_own_metric_and_the_weights_on_validation():
+    from hybridrec.pipeline import MIX_SHARES, _best_share, _weights
+    from hybridrec.testing import checkerboard
+
+    assert _weights(0.5, ["als", "lightgcn"]) == {"gnn": 0.5, "als": 0.25, "lightgcn": 0.25}
+    made = []
+
+    def mix_with(tower, share):
+        made.append(share)
+        return share
+
+    assert _best_share(lambda s: -abs(s - 2 / 3), mix_with, None, MIX_SHARES) == (0.0, 2 / 3)
+    assert made == list(MIX_SHARES)
+    assert _best_share(lambda s: 1.0, mix_with, None, MIX_SHARES) == (1.0, MIX_SHARES[0])
+
+    board = checkerboard(12)
+    dataset, features = board_data(board)
+    split = dataclasses.replace(board.split, valid=board.split.test)
+    config = TestHybrid().make_scorer("cpu")
+    assert fit_hybrid(config, dataset, split, features).mix.weights["gnn"] == pytest.approx(
+        1 / 3)  # the default: every scorer alike
+    searched = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                    mix_search=True))
+    fit = fit_hybrid(searched, dataset, split, features)
+    assert any(fit.mix.weights["gnn"] == pytest.approx(w) for w in MIX_SHARES)
+    assert fit.mix.weights["als"] == pytest.approx(fit.mix.weights["lightgcn"])
+    # The GNN was early-stopped on its own validation metric: the best epoch's score is the
+    # GNN alone's.
+    from hybridrec.baselines import validation_metric
+    from hybridrec.models import Mix
+
+    metric = validation_metric(dataset, split, config.train.valid_metric)
+    alone = Mix({"gnn": fit.mix.towers["gnn"]}, fit.mix.user_degree, fit.mix.item_degree)
+    assert metric(alone) == pytest.approx(fit.result.best_score)

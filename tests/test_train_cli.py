@@ -279,3 +279,11 @@ def test_a_bad_input_from_the_real_command_is_one_line_and_exit_2(tmp_path):
                                         f"existing file, which a run would replace. Choose "
                                         f"another --out"]
     assert mine.read_text() == "keep"
+
+
+def test_mix_search_stops_the_gnn_on_its_own_metric_and_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(DATA + SMALL + ["--mix-search", "--no-baselines", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "of the GNN alone" in printed
+    assert RunConfig.load(out / "config.json").model.mix_search
