@@ -252,7 +252,9 @@ def fit_hybrid(
     3. ALS (closed form) and LightGCN (BPR, early-stopped on validation like the baseline),
        fitted and frozen: the collaborative towers.
     4. The GNN scorer, trained by link prediction and early-stopped on the validation metric
-       of the *fixed* mix with the frozen towers of step 3.
+       of the *fixed* mix with the frozen towers of step 3 (with ``mix_search``: on its own
+       validation metric, and then its share of the mix is chosen on validation,
+       :data:`MIX_SHARES`).
     5. With the learned gate: the gate learns on the held-out pairs and is kept only where it
        beats the fixed mix on validation; then ALS and LightGCN are refitted on every pair
        (LightGCN for its best epoch count) and the GNN tower is read off the whole graph.
