@@ -13,6 +13,8 @@ Needs ``pytest`` (a development dependency); import this module from tests only.
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -190,3 +192,26 @@ class ScorerContract:
         again = self.fit(self.make_scorer(device), board)
         users = torch.arange(board.n)
         torch.testing.assert_close(again.score(users).cpu(), scorer.score(users).cpu())
+
+
+def spoil_saved_tensor(name: str, value: float) -> Callable[[Path], None]:
+    """``spoil(folder)``: set the first element of tensor ``name`` in a saved scorer's
+    ``scorer.safetensors`` to ``value`` (for tests of what a load refuses)."""
+    from safetensors.torch import save_file
+
+    from hybridrec.tensor_files import read_tensors
+
+    def spoil(folder: Path) -> None:
+        tensors, _ = read_tensors(folder / "scorer.safetensors")
+        tensors[name].view(-1)[0] = value
+        save_file(tensors, str(folder / "scorer.safetensors"))
+    return spoil
+
+
+def spoil_saved_meta(key: str, value: Any) -> Callable[[Path], None]:
+    """``spoil(folder)``: set ``key`` of a saved scorer's ``scorer.json`` to ``value``."""
+    def spoil(folder: Path) -> None:
+        meta = json.loads((folder / "scorer.json").read_text())
+        meta[key] = value
+        (folder / "scorer.json").write_text(json.dumps(meta))
+    return spoil

@@ -1,16 +1,17 @@
-import json
-
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from hybridrec.baselines import EASE, BaseScorer
 from hybridrec.baselines.ease import MAX_ITEMS
 from hybridrec.data.dataset import Interactions
 from hybridrec.data.errors import DataError
-from hybridrec.tensor_files import read_tensors
-from hybridrec.testing import ScorerContract, checkerboard
+from hybridrec.testing import (
+    ScorerContract,
+    checkerboard,
+    spoil_saved_meta,
+    spoil_saved_tensor,
+)
 
 
 class TestEASE(ScorerContract):
@@ -78,28 +79,12 @@ def test_a_catalogue_above_the_cap_is_refused_before_allocating():
     assert MAX_ITEMS == 30_000  # The documented cap.
 
 
-def _spoil_tensor(name, value):
-    def spoil(folder):
-        tensors, _ = read_tensors(folder / "scorer.safetensors")
-        tensors[name].view(-1)[0] = value
-        save_file(tensors, str(folder / "scorer.safetensors"))
-    return spoil
-
-
-def _spoil_meta(key, value):
-    def spoil(folder):
-        meta = json.loads((folder / "scorer.json").read_text())
-        meta[key] = value
-        (folder / "scorer.json").write_text(json.dumps(meta))
-    return spoil
-
-
 @pytest.mark.parametrize("spoil, message", [
-    (_spoil_tensor("history_indices", 99), r"history_indices.*item indices in \[0, 10\)"),
-    (_spoil_tensor("history_indptr", 5), "history_indptr.*rising row pointers"),
-    (_spoil_tensor("item_weights", float("nan")), "item_weights.*finite"),
-    (_spoil_meta("num_items", 11), r"item_weights.*shape \[11, 11\]"),
-    (_spoil_meta("params", {"l2": 1.0, "no_such": 1}), "parameters of EASE"),
+    (spoil_saved_tensor("history_indices", 99), r"history_indices.*item indices in \[0, 10\)"),
+    (spoil_saved_tensor("history_indptr", 5), "history_indptr.*rising row pointers"),
+    (spoil_saved_tensor("item_weights", float("nan")), "item_weights.*finite"),
+    (spoil_saved_meta("num_items", 11), r"item_weights.*shape \[11, 11\]"),
+    (spoil_saved_meta("params", {"l2": 1.0, "no_such": 1}), "parameters of EASE"),
 ])
 def test_load_refuses_a_spoilt_state(tmp_path, spoil, message):
     board = checkerboard(10)

@@ -1,15 +1,16 @@
-import json
-
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from hybridrec.baselines import BaseScorer, RP3beta
 from hybridrec.data.dataset import Interactions
 from hybridrec.data.errors import DataError
-from hybridrec.tensor_files import read_tensors
-from hybridrec.testing import ScorerContract, checkerboard
+from hybridrec.testing import (
+    ScorerContract,
+    checkerboard,
+    spoil_saved_meta,
+    spoil_saved_tensor,
+)
 
 
 class TestRP3beta(ScorerContract):
@@ -125,30 +126,14 @@ def test_bad_arguments_name_themselves(params, name):
         RP3beta(**params).fit(Interactions([0], [0]), 1, 2)
 
 
-def _spoil_tensor(name, value):
-    def spoil(folder):
-        tensors, _ = read_tensors(folder / "scorer.safetensors")
-        tensors[name].view(-1)[0] = value
-        save_file(tensors, str(folder / "scorer.safetensors"))
-    return spoil
-
-
-def _spoil_meta(key, value):
-    def spoil(folder):
-        meta = json.loads((folder / "scorer.json").read_text())
-        meta[key] = value
-        (folder / "scorer.json").write_text(json.dumps(meta))
-    return spoil
-
-
 @pytest.mark.parametrize("spoil, message", [
-    (_spoil_tensor("similarity_index", 10), r"similarity_index.*item indices in \[0, 10\)"),
-    (_spoil_tensor("similarity_index", -1), r"similarity_index.*item indices in \[0, 10\)"),
-    (_spoil_tensor("history_indices", 99), r"history_indices.*item indices in \[0, 10\)"),
-    (_spoil_tensor("history_indptr", 5), "history_indptr.*rising row pointers"),
-    (_spoil_tensor("similarity_value", float("inf")), "similarity_value.*finite"),
-    (_spoil_meta("num_users", 11), "history_indptr.*12 rising row pointers"),
-    (_spoil_meta("class", "EASE"), "holds a 'EASE', expected a RP3beta"),
+    (spoil_saved_tensor("similarity_index", 10), r"similarity_index.*item indices in \[0, 10\)"),
+    (spoil_saved_tensor("similarity_index", -1), r"similarity_index.*item indices in \[0, 10\)"),
+    (spoil_saved_tensor("history_indices", 99), r"history_indices.*item indices in \[0, 10\)"),
+    (spoil_saved_tensor("history_indptr", 5), "history_indptr.*rising row pointers"),
+    (spoil_saved_tensor("similarity_value", float("inf")), "similarity_value.*finite"),
+    (spoil_saved_meta("num_users", 11), "history_indptr.*12 rising row pointers"),
+    (spoil_saved_meta("class", "EASE"), "holds a 'EASE', expected a RP3beta"),
 ])
 def test_load_refuses_a_spoilt_state(tmp_path, spoil, message):
     board = checkerboard(10)
