@@ -21,27 +21,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from benchmarks import run as bench  # noqa: E402
+from benchmarks.report import mean_std  # noqa: E402
 from benchmarks.hybrid_models import ABLATIONS  # noqa: E402
 from hybridrec.cli_args import run_cli  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "ablation"
 GATE_KEYS = ("head", "torso", "tail", "cold")
-
-
-def _mean(values: list[float | None]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def _get(run: dict[str, Any], *path: str) -> float | None:
@@ -67,14 +58,14 @@ def ablation_table(results: dict[str, Any], k: int = 20) -> str:
                   "|" + "---|" * len(head)]
         for model, runs in models.items():
             cells = [model,
-                     _mean([_get(r, "test", f"recall@{k}") for r in runs]),
-                     _mean([_get(r, "test", f"ndcg@{k}") for r in runs]),
-                     _mean([_get(r, "test", "by_popularity", "tail", f"recall@{k}") for r in runs]),
-                     _mean([_get(r, "test_cold_only", f"recall@{k}") for r in runs]),
-                     _mean([_get(r, "test_cold_only", f"ndcg@{k}") for r in runs])]
-            cells += [_mean([_get(r, "gate", g) for r in runs]) for g in GATE_KEYS]
-            cells += [_mean([_get(r, "best_epoch") for r in runs]),
-                      _mean([_get(r, "train_seconds") for r in runs]), str(len(runs))]
+                     mean_std([_get(r, "test", f"recall@{k}") for r in runs]),
+                     mean_std([_get(r, "test", f"ndcg@{k}") for r in runs]),
+                     mean_std([_get(r, "test", "by_popularity", "tail", f"recall@{k}") for r in runs]),
+                     mean_std([_get(r, "test_cold_only", f"recall@{k}") for r in runs]),
+                     mean_std([_get(r, "test_cold_only", f"ndcg@{k}") for r in runs])]
+            cells += [mean_std([_get(r, "gate", g) for r in runs]) for g in GATE_KEYS]
+            cells += [mean_std([_get(r, "best_epoch") for r in runs]),
+                      mean_std([_get(r, "train_seconds") for r in runs]), str(len(runs))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -22,13 +22,12 @@ and prints a Markdown table of means and standard deviations over the runs.
 from __future__ import annotations
 
 import argparse
-import statistics
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchmarks.report import save_result
+from benchmarks.report import mean_std, save_result
 
 RESULTS = Path("benchmarks/results/ml-100k-cold-start")
 VARIANTS = ("plain", "stage", "simulated")
@@ -90,14 +89,7 @@ def table(results: list[dict[str, Any]]) -> str:
     for variant in VARIANTS:
         cells = [variant]
         for part, name in COLUMNS:
-            values = [r[variant][part].get(name) for r in results]
-            values = [v for v in values if v is not None]
-            if not values:
-                cells.append("–")
-            elif len(values) == 1:
-                cells.append(f"{values[0]:.4f}")
-            else:
-                cells.append(f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}")
+            cells.append(mean_std([r[variant][part].get(name) for r in results]))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

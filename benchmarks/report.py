@@ -29,7 +29,9 @@ def save_result(folder: Path, name: str, result: dict[str, Any]) -> Path:
     return folder / f"{name}.json"
 
 
-def _cell(values: list[float | None], digits: int = 4) -> str:
+def mean_std(values: list[float | None], digits: int = 4) -> str:
+    """A table cell of ``values`` over seeds or runs: ``"mean ± std"``, one value alone, or
+    ``"–"`` (``None`` entries are skipped)."""
     values = [v for v in values if v is not None]
     if not values:
         return "–"
@@ -75,16 +77,16 @@ def markdown_table(results: dict[str, Any]) -> str:
                 return values
 
             row = [model]
-            row += [_cell(get("test", f"{m}@{kk}")) for kk in ks for m in ("recall", "ndcg")]
-            row += [_cell(get("test", f"hit@{k}")), _cell(get("test", f"mrr@{k}")),
-                    _cell(get("test", f"coverage@{k}"), 3),
-                    _cell(get("test", f"long_tail_share@{k}"), 3)]
-            row += [_cell(get("test", "by_popularity", b, f"recall@{k}")) for b in buckets]
-            row += [_cell(get("test_cold_only", f"recall@{k}")),
-                    _cell(get("test_cold_only", f"ndcg@{k}")),
-                    _cell(get("test_cold_only", "users_evaluated"), 0),
-                    _cell(get("train_seconds"), 1), _cell(get("eval_seconds"), 2),
-                    _cell(get("memory", "peak_rss_mb"), 0)]
+            row += [mean_std(get("test", f"{m}@{kk}")) for kk in ks for m in ("recall", "ndcg")]
+            row += [mean_std(get("test", f"hit@{k}")), mean_std(get("test", f"mrr@{k}")),
+                    mean_std(get("test", f"coverage@{k}"), 3),
+                    mean_std(get("test", f"long_tail_share@{k}"), 3)]
+            row += [mean_std(get("test", "by_popularity", b, f"recall@{k}")) for b in buckets]
+            row += [mean_std(get("test_cold_only", f"recall@{k}")),
+                    mean_std(get("test_cold_only", f"ndcg@{k}")),
+                    mean_std(get("test_cold_only", "users_evaluated"), 0),
+                    mean_std(get("train_seconds"), 1), mean_std(get("eval_seconds"), 2),
+                    mean_std(get("memory", "peak_rss_mb"), 0)]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     info = results.get("dataset", {})
