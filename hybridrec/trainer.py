@@ -174,19 +174,21 @@ def compute_loss(
         graph = drop_interactions(graph, batch.cold_items,
                                   torch.stack([batch.users, batch.items]))
     parts = model.embed_parts(x_dict, graph, interactions)
-    scores = _user_scores if batch.user_row is not None else _pair_scores
-    pos, neg = scores(parts.user, parts.item, batch)
+    per_user = batch.user_row is not None
+
+    def scores(users: Tensor, items: Tensor, gather: bool = False) -> tuple[Tensor, Tensor]:
+        return (_user_scores(users, items, batch) if per_user
+                else _pair_scores(users, items, batch, per_user=gather))
+
+    pos, neg = scores(parts.user, parts.item)
     if parts.user_text is not None:
         # The text part is constant but for its weight: scored without autograd (no
         # backward products), then scaled, so that only the weight's gradient flows.
         with torch.no_grad():
-            text_pos, text_neg = (_user_scores(parts.user_text, parts.item_text, batch)
-                                  if batch.user_row is not None else
-                                  _pair_scores(parts.user_text, parts.item_text, batch,
-                                               per_user=True))
+            text_pos, text_neg = scores(parts.user_text, parts.item_text, gather=True)
         pos = pos + parts.scale * text_pos.to(pos.dtype)
         neg = neg + parts.scale * text_neg.to(neg.dtype)
-    if batch.user_row is not None and loss == "softmax":
+    if per_user and loss == "softmax":
         total = shared_softmax_loss(pos, neg, batch.user_row, temperature, batch.negative_mask)
     else:
         total = ranking_loss(pos, neg, batch.items, batch.negatives, batch.negative_mask, loss,
