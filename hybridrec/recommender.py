@@ -376,28 +376,19 @@ class Recommender:
         if unknown and not fallback:
             self._user_index(unknown[0])  # raises, naming it
         known = [i for i in index if i >= 0]
+        seen = [self._seen[u] if exclude_seen else set() for u in known]
         self._sync_index()
-        if self._index is not None and candidates is None:
-            found = self._index.search(torch.tensor(known, dtype=torch.long), k,
-                                       [self._seen[u] if exclude_seen else () for u in known]) \
-                if known else []
-            found = iter(found)
-            return [self._ranking(*next(found), "model", str(user_id)) if u >= 0 else
-                    self._ranking(*self._top(self._popularity, k, set(), None), "popular",
-                                  str(user_id))
-                    for user_id, u in zip(user_ids, index)]
-        scores = self._scores(torch.tensor(known, dtype=torch.long)) if known else None
-        out, row = [], 0
-        for user_id, u in zip(user_ids, index):
-            if u < 0:
-                top, values = self._top(self._popularity, k, set(), candidates)
-                out.append(self._ranking(top, values, "popular", str(user_id)))
-                continue
-            top, values = self._top(scores[row], k, self._seen[u] if exclude_seen else set(),
-                                    candidates)
-            out.append(self._ranking(top, values, "model", str(user_id)))
-            row += 1
-        return out
+        if not known:
+            tops = iter(())
+        elif self._index is not None and candidates is None:
+            tops = iter(self._index.search(torch.tensor(known, dtype=torch.long), k, seen))
+        else:
+            scores = self._scores(torch.tensor(known, dtype=torch.long))
+            tops = (self._top(scores[row], k, seen[row], candidates) for row in range(len(known)))
+        return [self._ranking(*next(tops), "model", str(user_id)) if u >= 0 else
+                self._ranking(*self._top(self._popularity, k, set(), candidates), "popular",
+                              str(user_id))
+                for user_id, u in zip(user_ids, index)]
 
     def similar_items(self, item_id: str, k: int = 10) -> Ranking:
         """The ``k`` items whose GNN embeddings (text, KG and interactions) are closest to
