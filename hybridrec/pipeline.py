@@ -24,6 +24,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
+from hybridrec import distributed
 from hybridrec.config import ModelConfig, RunConfig
 from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
@@ -186,7 +187,9 @@ class HybridFit:
 
     Attributes:
         gnn: the trained GNN scorer (its weights; fold-in runs it on new nodes).
-        mix: the hybrid as a scorer: the frozen towers of every scorer, mixed.
+        mix: the hybrid as a scorer: the frozen towers of every scorer, mixed (under
+            ``torchrun``, on ranks other than 0, the GNN's tower alone: those ranks only
+            help train it).
         graph: the prepared training graph (with features).
         result: the GNN's training history, best epoch and validation score.
         gate: the gate's history and the fixed mix's validation score (``None`` without).
@@ -261,6 +264,10 @@ def fit_hybrid(
     6. With ``cold_start``: the stage for items without ID signal (:func:`fit_cold_start`),
        kept only where it beats the plain mix on validation.
 
+    Under ``torchrun`` (:mod:`hybridrec.distributed`) every rank trains the GNN on its share
+    of the pairs; rank 0 alone fits the collaborative scorers, validates and mixes, and the
+    other ranks return after step 4.
+
     Args:
         config: the run configuration (its ``data`` part is not read here).
         dataset / split: the data and the split to train on (``split.train``).
@@ -307,7 +314,9 @@ def fit_hybrid(
     towers: dict[str, Tower] = {}
     scorers: dict[str, Any] = {}
     lightgcn_epochs = 0
-    if model_cfg.use_mf:
+    # Under torchrun the other ranks only help train the GNN: rank 0 validates and mixes.
+    ranks = distributed.current()
+    if model_cfg.use_mf and ranks.is_main:
         with _timed(seconds, "als"):
             towers["als"], scorers["als"] = _als_tower(
                 model_cfg, fit_pairs, num_users, num_items, seed, device, checkpoint_dir, resume)
@@ -339,6 +348,9 @@ def fit_hybrid(
                            device=device, checkpoint_dir=checkpoint_dir, resume=resume,
                            warm_negatives=warm, **train_kwargs(train_cfg))
         tower = TrainedGNN(gnn, *graph_inputs(fit_graph, device)).tower()
+        if not ranks.is_main:
+            return HybridFit(gnn, mix_with(tower), graph, result, None, False, 0, seconds,
+                             None, {})
         share = _best_share(metric, mix_with, tower, MIX_SHARES)[1] if search else None
         mix = mix_with(tower, share=share)
 

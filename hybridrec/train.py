@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from hybridrec import distributed
 from hybridrec.cli_args import (
     BUILTIN_DATASETS,
     add_data_arguments,
@@ -346,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args, given)
     except ValueError as err:  # one line, as every bad input: no usage block
         parser.exit(2, f"error: {err}\n")
-    buffer, handlers = _capture_logs(args.quiet)
+    # Under torchrun only rank 0 speaks (the others' logs repeat it).
+    buffer, handlers = _capture_logs(args.quiet or os.environ.get("RANK", "0") != "0")
     threads = torch.get_num_threads()
     try:
         if config.train.num_threads:
@@ -363,12 +365,26 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
     started = time.perf_counter()
     timings: dict[str, float] = {}
     device = pick_device(config.train.device)
+    if args.resume and distributed.launched():
+        raise DataError(args.out or Path("runs"), "a single-process run for --resume: a torchrun "
+                        "run's checkpoint resumes with python -m hybridrec.train --resume")
+    ranks = distributed.init(device)
+    try:
+        return _train_ranked(config, args, buffer, ranks, started, timings,
+                             distributed.device_for(device, ranks))
+    finally:
+        distributed.finish(ranks)
 
+
+def _train_ranked(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO,
+                  ranks: distributed.Ranks, started: float, timings: dict[str, float],
+                  device: torch.device) -> int:
     # 1. Data and split; the CF baselines start at once in a second process (a second core).
     if args.out is not None:
         check_out(args.out)  # before anything else: nothing is read, fitted or written
-    dataset = load_dataset(config.data.source, config.data.options)
-    split = load_split(config, dataset)
+    with distributed.main_first(ranks):  # rank 0 fills the data cache
+        dataset = load_dataset(config.data.source, config.data.options)
+        split = load_split(config, dataset)
     timings["load"] = time.perf_counter() - started
     out = args.out or Path("runs") / f"hybrid-{dataset.name}-{split.kind}"
     check_out(out)
@@ -376,13 +392,18 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
     capped_metric(config.train.valid_metric, dataset.num_items)  # a bad name stops here
     # A resumed run must be the interrupted one: same data, split and settings (checked
     # before anything is fitted).
+    if not ranks.is_main:  # under torchrun: help train the GNN, write nothing
+        with distributed.main_first(ranks):
+            features = text_features(config, dataset, split, device)
+        fit_hybrid(config, dataset, split, features, device=device)
+        return 0
     check_checkpoint(out.with_name(out.name + ".ckpt"), config, dataset, split, args.resume)
     pool = None
     if not args.no_baselines:
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
     try:
         return _train_hybrid(config, args, buffer, dataset, split, out, device, pool, started,
-                             timings)
+                             timings, ranks)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -391,7 +412,7 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
 def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO,
                   dataset: Dataset, split: Split, out: Path, device: torch.device,
                   pool: ProcessPoolExecutor | None, started: float,
-                  timings: dict[str, float]) -> int:
+                  timings: dict[str, float], ranks: distributed.Ranks) -> int:
     baselines = (pool.submit(_baselines_job, config.to_dict(), config.train.num_threads)
                  if pool is not None else None)
 
@@ -399,7 +420,8 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     # (checkpoints beside the run folder until it is saved).
     checkpoint_dir = out.with_name(out.name + ".ckpt")
     t = time.perf_counter()
-    features = text_features(config, dataset, split, device)
+    with distributed.main_first(ranks):  # rank 0 fills the text cache
+        features = text_features(config, dataset, split, device)
     timings["text"] = time.perf_counter() - t
     t = time.perf_counter()
     fitted = fit_hybrid(config, dataset, split, features, device=device,
@@ -419,7 +441,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
             "gate": None if fitted.gate is None else {
                 "kept": fitted.gate_kept, "history": fitted.gate[0].history,
                 "fixed_mix_valid": fitted.gate[1], "best_valid": fitted.gate[0].best_score},
-            "seconds": {**timings}, "device": str(device),
+            "seconds": {**timings}, "device": str(device), "processes": ranks.world_size,
             "text_model": None if features is None else features.model_id,
             "dataset": dataset.info()}
     ids = {"users": dataset.users, "items": dataset.items, "entities": dataset.entities,
@@ -465,6 +487,7 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     stopped_on = "the GNN alone" if searched else "the fixed mix"
     print(f"train:  GNN {len(result.history)} epochs, best epoch {result.best_epoch} (valid "
           f"{valid_metric} of {stopped_on} {result.best_score:.4f}), device {device}"
+          + (f", {ranks.world_size} processes (DDP)" if ranks.active else "")
           + (f"; LightGCN {fitted.lightgcn_epochs} epochs" if fitted.lightgcn_epochs else ""))
     if fitted.cold_start is not None:
         print("cold:   " + _cold_text(fitted.cold_start))

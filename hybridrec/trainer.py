@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from safetensors.torch import save_file
@@ -25,6 +25,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 from tqdm.auto import tqdm
 
+from hybridrec import distributed
 from hybridrec.baselines.search import EarlyStopping
 from hybridrec.config import TrainConfig
 from hybridrec.device import pick_device
@@ -223,6 +224,21 @@ def _pair_scores(users: Tensor, items: Tensor, batch: Batch, per_user: bool = Fa
     return pos, (u * items.index_select(0, batch.negatives)).sum(-1)
 
 
+class LinkLoss(torch.nn.Module):
+    """:func:`compute_loss` as a module's ``forward``, so that
+    :class:`~torch.nn.parallel.DistributedDataParallel` can wrap it (DDP synchronises the
+    gradients of what runs inside its wrapped module's ``forward``)."""
+
+    def __init__(self, model: GNNScorer, **settings: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.settings = settings
+
+    def forward(self, x_dict: dict[str, Tensor],
+                edge_index_dict: dict[tuple[str, str, str], Tensor], batch: Batch) -> Tensor:
+        return compute_loss(self.model, x_dict, edge_index_dict, batch, **self.settings)
+
+
 def train_step(
     model: GNNScorer,
     optimizer: torch.optim.Optimizer,
@@ -236,15 +252,22 @@ def train_step(
     drop_label_edges: bool = False,
     clip_grad_norm: float = 0.0,
     autocast: contextlib.AbstractContextManager | None = None,
+    loss_module: torch.nn.Module | None = None,
 ) -> float:
-    """One step: ``zero_grad -> forward -> loss -> backward -> clip -> step``; the loss value."""
+    """One step: ``zero_grad -> forward -> loss -> backward -> clip -> step``; the loss value.
+
+    ``loss_module`` (a :class:`LinkLoss` of ``model``, or its DDP wrapper) computes the loss
+    instead, with its own settings."""
     model.train()
     # Flush the previous step's gradients first, so p.grad is this batch's alone.
     optimizer.zero_grad(set_to_none=True)
     with autocast or contextlib.nullcontext():
-        value = compute_loss(model, x_dict, edge_index_dict, batch, loss=loss,
-                             temperature=temperature, weight_decay=weight_decay,
-                             drop_label_edges=drop_label_edges)
+        if loss_module is not None:
+            value = loss_module(x_dict, edge_index_dict, batch)
+        else:
+            value = compute_loss(model, x_dict, edge_index_dict, batch, loss=loss,
+                                 temperature=temperature, weight_decay=weight_decay,
+                                 drop_label_edges=drop_label_edges)
     value.backward()
     if clip_grad_norm:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -369,10 +392,31 @@ def train_gnn(
     known_keys = KnownPairs(positives, model.num_users, model.num_items)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     trained = TrainedGNN(model, x_dict, edge_index_dict)
+    # Under torchrun: each rank a slice of every step's pairs, DDP averaging the gradients,
+    # rank 0 alone validating and checkpointing (the others follow its stop).
+    ranks = distributed.current()
+    loss_module: torch.nn.Module = LinkLoss(model, loss=loss, temperature=temperature,
+                                            weight_decay=weight_decay,
+                                            drop_label_edges=drop_label_edges)
+    sampler = generator  # negatives and simulated cold items
+    if ranks.active:
+        # static_graph: the same parameters go unused at every step (the last layer's
+        # transforms of entities, which no score reads).
+        loss_module = torch.nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[device.index] if device.type == "cuda" else None,
+            static_graph=True)
+        # The shuffles stay in step on every rank (the shared generator, drawn from as by one
+        # process); the negatives and simulated cold items are each rank's own.
+        sampler = torch.Generator().manual_seed(generator.initial_seed() + 1 + ranks.rank)
     stopper = EarlyStopping(lambda t: validate(t.tower()), eval_every=eval_every,
                             patience=patience) if validate is not None else None
+    if not ranks.is_main:
+        stopper, checkpoint_dir = None, None
     result, first = TrainResult(), 1
     ckpt = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    if resume and ranks.active:
+        raise ValueError("train_gnn: resume is single-process; continue a torchrun run's "
+                         "checkpoint with one process, or start it again")
     if resume and ckpt is not None and ckpt.is_file():
         first = _load_checkpoint(ckpt, model, optimizer, generator, result, stopper) + 1
         log.info("Resumed from %s after epoch %d", ckpt, first - 1)
@@ -383,18 +427,21 @@ def train_gnn(
         if result.stopped_early:
             break
         t0, total, steps = time.perf_counter(), 0.0, 0
-        batches = list(edge_batches(positives.size(1), batch_size, generator))
+        # One step: batch_size pairs on every rank (a step with fewer pairs than ranks, the
+        # last one's tail, is skipped everywhere alike).
+        batches = [distributed.shard(rows, ranks) for rows in edge_batches(
+            positives.size(1), batch_size * ranks.world_size, generator)
+            if len(rows) >= ranks.world_size]
         bar = tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
-                   disable=None if show_progress else True)  # None: on a terminal only
-        for rows in bar:
+                   disable=None if show_progress and ranks.is_main else True)
+        for rows in bar:  # (disable=None: a bar on a terminal only)
             batch = sample_batch(positives, rows, item_degree, model.num_items, loss=loss,
                                  num_negatives=num_negatives,
-                                 cold_start_fraction=cold_start_fraction, generator=generator,
+                                 cold_start_fraction=cold_start_fraction, generator=sampler,
                                  warm_negatives=warm_negatives, known_keys=known_keys)
             value = train_step(model, optimizer, x_dict, edge_index_dict, batch.to(device),
-                               loss=loss, temperature=temperature, weight_decay=weight_decay,
-                               drop_label_edges=drop_label_edges,
-                               clip_grad_norm=clip_grad_norm, autocast=autocast)
+                               clip_grad_norm=clip_grad_norm, autocast=autocast,
+                               loss_module=loss_module)
             if not math.isfinite(value):
                 raise FloatingPointError(f"train_gnn: loss became {value} at epoch {epoch}, "
                                          f"step {steps + 1}; lower lr (now {lr}) or temperature")
@@ -409,6 +456,8 @@ def train_gnn(
             if stopper.last_evaluated == epoch:
                 record["valid"] = stopper.history[-1][1]
             result.stopped_early = stop
+        if validate is not None:
+            result.stopped_early = distributed.agree(result.stopped_early, ranks)
         result.history.append(record)
         log.info("epoch %d: loss %.4f%s (%.1fs)", epoch, record["loss"],
                  f", valid {record['valid']:.4f}" if "valid" in record else "",
@@ -419,7 +468,7 @@ def train_gnn(
         if ckpt is not None:
             _save_checkpoint(ckpt, model, optimizer, generator, result, stopper, epoch)
 
-    # 5. The best state.
+    # 5. The best state (rank 0's, on every rank).
     if stopper is not None:
         stopper.finish(trained)
         result.best_epoch, result.best_score = stopper.best_epoch, stopper.best_value
@@ -428,6 +477,7 @@ def train_gnn(
                      stopper.last_epoch, stopper.best_value, stopper.best_epoch)
     else:
         result.best_epoch = len(result.history)
+    distributed.share_state(model, ranks)
     result.seconds = time.perf_counter() - started
     model.eval()
     return result
