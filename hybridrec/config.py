@@ -153,6 +153,10 @@ class TrainConfig:
     valid_metric: str = "ndcg@20"
     eval_every: int = 1
     patience: int = 3
+    # Neighbour sampling for big graphs: neighbours per node and relation for each GNN layer,
+    # outermost first (e.g. (10, 10)); each step then runs on its batch's sampled
+    # neighbourhoods, at a cost that does not grow with the graph. Empty: full-graph steps.
+    fanouts: tuple[int, ...] = ()
     # Seed of the parameters, the negatives and the cold-start masks.
     seed: int = 0
     # "auto" (CUDA when present), "cpu", "cuda", "cuda:1" ...
@@ -255,6 +259,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             choices = ", ".join(map(repr, args))
             raise ValueError(f"{where}: expected one of {choices}, got {value!r}")
         return value
+    if origin is tuple and args[-1:] == (Ellipsis,):  # tuple[int, ...]: any length
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, where) for v in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ValueError(f"{where}: expected a list of {len(args)} values, got {value!r}")
@@ -291,6 +299,10 @@ def _parse_text(tp: Any, text: str, where: str) -> Any:
         return _parse_text(next(a for a in args if a is not type(None)), text, where)
     if origin is Literal:
         return _coerce(tp, text, where)
+    if origin is tuple and args[-1:] == (Ellipsis,):  # "10,10"; "" or "none": empty
+        if text.strip().lower() in ("", "none"):
+            return ()
+        return tuple(_parse_text(args[0], p.strip(), where) for p in text.split(","))
     if origin is tuple:
         parts = [p.strip() for p in text.split(",")]
         if len(parts) != len(args):

@@ -52,7 +52,10 @@ def known_pairs(users: Tensor, negatives: Tensor, known_keys: Tensor | KnownPair
 
 class KnownPairs:
     """A set of (user, item) pairs for :func:`known_pairs`: a dense ``bool [U, I]`` table when
-    that is small (a gather per lookup), else sorted keys (``torch.isin``).
+    that is small (a gather per lookup), else each user's sorted items (CSR): a shared row of
+    ``K`` negatives is then matched against the batch users' own items only, at a cost linear
+    in their interactions, not in ``users x K`` (``torch.isin`` on 4,000 x 4,096 keys took a
+    second a step on a 10^6-pair graph).
 
     Args:
         edge_index: the pairs ``[2, N]`` (users in row 0).
@@ -70,14 +73,41 @@ class KnownPairs:
             self.table[edge_index[0], edge_index[1]] = True
         else:
             self.keys = torch.unique(pair_keys(edge_index[0], edge_index[1], num_items))
+            users = self.keys // num_items
+            self.rowptr = torch.zeros(num_users + 1, dtype=torch.long)
+            self.rowptr[1:] = torch.cumsum(torch.bincount(users, minlength=num_users), 0)
 
     def lookup(self, users: Tensor, items: Tensor) -> Tensor:
         """``True`` where ``(users, items)`` is in the set; shapes as :func:`known_pairs`."""
-        if self.table is None:
-            return known_pairs(users, items, self.keys, self.num_items)
-        if items.dim() == 2:  # [1, K] shared: rows of the table, K columns
-            return self.table.index_select(0, users).index_select(1, items[0])
-        return self.table[users, items]
+        if self.table is not None:
+            if items.dim() == 2 and items.size(0) == 1:  # shared: rows of the table, K columns
+                return self.table.index_select(0, users).index_select(1, items[0])
+            return self.table[users.unsqueeze(-1) if items.dim() == 2 else users, items]
+        if items.dim() == 2 and items.size(0) == 1 and users.dim() == 1:
+            return self._shared(users, items[0])
+        queries = pair_keys(users.unsqueeze(-1) if items.dim() == 2 else users, items,
+                            self.num_items)
+        found = torch.searchsorted(self.keys, queries).clamp_(max=len(self.keys) - 1)
+        return self.keys[found] == queries
+
+    def _shared(self, users: Tensor, negatives: Tensor) -> Tensor:
+        """``bool [U', K]``: which of the shared ``negatives`` each of ``users`` has."""
+        out = torch.zeros(len(users), len(negatives), dtype=torch.bool)
+        start, end = self.rowptr[users], self.rowptr[users + 1]
+        counts = end - start
+        row = torch.repeat_interleave(torch.arange(len(users)), counts)
+        offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts)
+        item = self.keys[torch.repeat_interleave(start, counts) + offsets] % self.num_items
+        # Each user item against the sorted negatives (a negative may be drawn twice).
+        ordered, order = torch.sort(negatives)
+        left = torch.searchsorted(ordered, item)
+        hits = torch.searchsorted(ordered, item, right=True) - left
+        row, left, hits = row[hits > 0], left[hits > 0], hits[hits > 0]
+        column = torch.repeat_interleave(left, hits) + torch.arange(int(hits.sum())) \
+            - torch.repeat_interleave(torch.cumsum(hits, 0) - hits, hits)
+        out[torch.repeat_interleave(row, hits), order[column]] = True
+        return out
 
 
 def cold_item_mask(item_degree: Tensor, fraction: float, generator: torch.Generator) -> Tensor:

@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--loss", choices=("softmax", "bpr"), help="ranking loss")
     train.add_argument("--train-seed", type=int, help="seed of weights, negatives and masks "
                                                       "(default: 0)")
+    train.add_argument("--fanouts", metavar="N,N",
+                       help="neighbour sampling for big graphs: neighbours per node and "
+                            "relation for each GNN layer, outermost first, e.g. 10,10 (default: "
+                            "every step runs the whole graph)")
     train.add_argument("--device", help="auto, cpu, cuda, cuda:1 ... (default: auto)")
     train.add_argument("--threads", type=int, dest="num_threads",
                        help="torch CPU threads, 0 = torch's default (default: 1)")
@@ -186,7 +190,10 @@ def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
             train = dataclasses.replace(train, **{name: getattr(args, flag)})
     if args.quiet:
         train = dataclasses.replace(train, show_progress=False)
-    config = apply_overrides(RunConfig(data, model, train), args.set)
+    sets = list(args.set)
+    if "fanouts" in given:  # parsed as the config field is
+        sets.insert(0, f"train.fanouts={args.fanouts}")
+    config = apply_overrides(RunConfig(data, model, train), sets)
     return dataclasses.replace(config, data=resolve_paths(config.data))
 
 

@@ -34,6 +34,7 @@ from hybridrec.models.gnn_scorer import GNNScorer
 from hybridrec.models.losses import bpr_loss, sampled_softmax_loss, shared_softmax_loss
 from hybridrec.models.mix import Mix, Tower
 from hybridrec.models.prepare import graph_inputs
+from hybridrec.models.sampled import SampledLoss
 from hybridrec.sampling import (
     KnownPairs,
     cold_item_mask,
@@ -161,25 +162,35 @@ def compute_loss(
     temperature: float = 0.5,
     weight_decay: float = 0.0,
     drop_label_edges: bool = False,
+    sampled: SampledLoss | None = None,
 ) -> Tensor:
     r"""The batch loss: the ranking loss of the GNN scorer's pair scores plus the L2 penalty
     of the batch's ID embeddings, :math:`\ell(s) + \lambda\, \Omega_{\text{batch}}`.
 
     The batch's simulated cold items lose their interaction edges (and so their ID signal);
-    with ``drop_label_edges`` the batch's own pairs leave the GNN's graph too.
+    with ``drop_label_edges`` the batch's own pairs leave the GNN's graph too. With
+    ``sampled`` the GNN runs on the batch's sampled neighbourhoods instead of the whole graph
+    (:mod:`hybridrec.models.sampled`).
     """
-    graph = drop_interactions(edge_index_dict, batch.cold_items)
-    interactions = graph[INTERACTS]
-    if drop_label_edges:
-        # Only the GNN's graph loses the label edges; cold masks and text profiles keep them.
-        graph = drop_interactions(graph, batch.cold_items,
-                                  torch.stack([batch.users, batch.items]))
-    parts = model.embed_parts(x_dict, graph, interactions)
+    if sampled is None:
+        graph = drop_interactions(edge_index_dict, batch.cold_items)
+        interactions = graph[INTERACTS]
+        if drop_label_edges:
+            # Only the GNN's graph loses the label edges; cold masks and text profiles keep
+            # them.
+            graph = drop_interactions(graph, batch.cold_items,
+                                      torch.stack([batch.users, batch.items]))
+        parts, scored = model.embed_parts(x_dict, graph, interactions), batch
+    else:  # the batch's own nodes only, on sampled neighbourhoods
+        users = batch.users.unique()
+        items = torch.cat([batch.items, batch.negatives.reshape(-1)]).unique()
+        parts = sampled.embed(model, x_dict, users, items, batch.cold_items)
+        scored = _local_batch(batch, users, items)
     per_user = batch.user_row is not None
 
     def scores(users: Tensor, items: Tensor, gather: bool = False) -> tuple[Tensor, Tensor]:
-        return (_user_scores(users, items, batch) if per_user
-                else _pair_scores(users, items, batch, per_user=gather))
+        return (_user_scores(users, items, scored) if per_user
+                else _pair_scores(users, items, scored, per_user=gather))
 
     pos, neg = scores(parts.user, parts.item)
     if parts.user_text is not None:
@@ -198,6 +209,17 @@ def compute_loss(
         seen = torch.cat([batch.items, batch.negatives.reshape(-1)])
         total = total + weight_decay * model.embedding_penalty(batch.users, seen)
     return total
+
+
+def _local_batch(batch: Batch, users: Tensor, items: Tensor) -> Batch:
+    """``batch`` with its user and item ids replaced by positions in ``users`` and ``items``
+    (sorted ids, as ``unique`` returns them): rows of a sampled step's embeddings."""
+    def local(ids: Tensor | None, among: Tensor) -> Tensor | None:
+        return None if ids is None else torch.searchsorted(among, ids)
+
+    return Batch(local(batch.users, users), local(batch.items, items),
+                 local(batch.negatives, items), batch.cold_items, batch.negative_mask,
+                 local(batch.distinct_users, users), batch.user_row)
 
 
 def _user_scores(users: Tensor, items: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -325,6 +347,7 @@ def train_gnn(
     clip_grad_norm: float = 5.0,
     eval_every: int = 1,
     patience: int = 3,
+    fanouts: tuple[int, ...] | list[int] = (),
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     amp: bool = True,
@@ -366,6 +389,10 @@ def train_gnn(
             (default: ``False``).
         clip_grad_norm: max gradient norm, 0 = off (default: 5.0).
         eval_every / patience: early stopping (default: 1, 3).
+        fanouts: neighbours per node and relation for each layer, outermost first: each step
+            runs the GNN on its batch's sampled neighbourhoods only
+            (:mod:`hybridrec.models.sampled`), so its cost does not grow with the graph;
+            empty: every step runs the whole graph (default: ``()``).
         generator: random source of batches, negatives and masks (default: seeded with 0).
         device: where to train (default: CUDA when present, else CPU).
         amp: bf16 autocast on CUDA (default: ``True``; ignored on CPU).
@@ -395,9 +422,16 @@ def train_gnn(
     # Under torchrun: each rank a slice of every step's pairs, DDP averaging the gradients,
     # rank 0 alone validating and checkpointing (the others follow its stop).
     ranks = distributed.current()
+    sampled = None
+    if fanouts:
+        if drop_label_edges:
+            raise ValueError("train_gnn: drop_label_edges needs full-graph steps; not with "
+                             "fanouts")
+        sampled = SampledLoss(model, x_dict, edge_index_dict, fanouts, torch.Generator(
+            ).manual_seed(generator.initial_seed() + 2 + ranks.rank))
     loss_module: torch.nn.Module = LinkLoss(model, loss=loss, temperature=temperature,
                                             weight_decay=weight_decay,
-                                            drop_label_edges=drop_label_edges)
+                                            drop_label_edges=drop_label_edges, sampled=sampled)
     sampler = generator  # negatives and simulated cold items
     if ranks.active:
         # static_graph: the same parameters go unused at every step (the last layer's
@@ -585,7 +619,7 @@ def train_kwargs(config: TrainConfig) -> dict[str, object]:
     sets."""
     names = ("epochs", "batch_size", "lr", "weight_decay", "loss", "num_negatives",
              "temperature", "cold_start_fraction", "drop_label_edges", "clip_grad_norm",
-             "eval_every", "patience", "amp", "show_progress")
+             "eval_every", "patience", "fanouts", "amp", "show_progress")
     return {name: getattr(config, name) for name in names}
 
 

@@ -57,3 +57,22 @@ def test_known_pairs_flags_the_users_own_items():
                            shared)
         assert torch.equal(known_pairs(torch.tensor([0, 1]), torch.tensor([3, 3]), table, 5),
                            one_each)
+
+
+def test_known_pairs_sorted_index_matches_the_dense_table():
+    """The CSR path of a big graph (shared negatives matched per user, repeats included, and
+    per-row negatives) answers as the dense table does."""
+    from hybridrec.sampling import KnownPairs
+
+    g = torch.Generator().manual_seed(0)
+    edges = torch.stack([torch.randint(300, (20000,), generator=g),
+                         torch.randint(500, (20000,), generator=g)])
+    dense, index = KnownPairs(edges, 300, 500), KnownPairs(edges, 300, 500, max_dense=0)
+    assert index.table is None
+    users = torch.randint(300, (50,), generator=g)
+    for negatives in (torch.randint(500, (1, 700), generator=g),  # shared, with repeats
+                      torch.randint(500, (50, 9), generator=g),  # one row each
+                      torch.randint(500, (50,), generator=g)):  # one each
+        expected = dense.lookup(users, negatives)
+        assert expected.any() and not expected.all()
+        assert torch.equal(index.lookup(users, negatives), expected)

@@ -5,7 +5,7 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,9 @@ from torch_geometric.nn import GATConv, GraphConv, HeteroConv, HGTConv, SAGEConv
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.typing import EdgeType, Metadata, NodeType
 from torch_geometric.utils import degree
+
+if TYPE_CHECKING:
+    from hybridrec.models.sampled import SampledBlocks
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +111,24 @@ class RelationalPlanner:
             if cached is not None and cached[0] == key:
                 adj_t[dst_type], adj[dst_type] = cached[1], cached[2]
                 continue
-            sizes = torch.tensor([0] + [len(c[3]) for c in chunks]).cumsum(0)
-            row = torch.cat([c[0] for c in chunks])
-            col = torch.cat([c[1] + int(sizes[k]) for k, c in enumerate(chunks)])
-            value = torch.cat([c[2] for c in chunks])
-            n_dst, n_src = self.num_nodes_dict[dst_type], int(sizes[-1])
-            adj_t[dst_type] = sparse_adjacency(row, col, value, (n_dst, n_src))
-            adj[dst_type] = sparse_adjacency(col, row, value, (n_src, n_dst))
+            adj_t[dst_type], adj[dst_type] = stacked_adjacency(
+                chunks, self.num_nodes_dict[dst_type])
             self._adj[dst_type] = (key, adj_t[dst_type], adj[dst_type], 0)
         return RelationalPlan(blocks, adj_t, adj)
+
+
+def stacked_adjacency(chunks: list[tuple[Tensor, Tensor, Tensor, Tensor]], num_targets: int
+                      ) -> tuple[Tensor, Tensor]:
+    """One target type's relations as one CSR matrix ``[num_targets, S]`` and its transpose:
+    each chunk ``(target rows [E], column into its source nodes [E], value [E], source nodes
+    [S_r])`` of one relation, the relations' source nodes side by side (``S = sum S_r``)."""
+    sizes = torch.tensor([0] + [len(c[3]) for c in chunks]).cumsum(0)
+    row = torch.cat([c[0] for c in chunks])
+    col = torch.cat([c[1] + int(sizes[k]) for k, c in enumerate(chunks)])
+    value = torch.cat([c[2] for c in chunks])
+    n_src = int(sizes[-1])
+    return (sparse_adjacency(row, col, value, (num_targets, n_src)),
+            sparse_adjacency(col, row, value, (n_src, num_targets)))
 
 
 class _SpMM(torch.autograd.Function):
@@ -335,16 +347,22 @@ class HeteroGNN(torch.nn.Module):
         self,
         x_dict: dict[NodeType, Tensor],
         masked_dict: dict[NodeType, Tensor] | None = None,
+        nodes: dict[NodeType, Tensor] | None = None,
     ) -> dict[NodeType, Tensor]:
-        """Layer 0: projected features plus ID embeddings; IDs of ``masked_dict`` nodes zeroed."""
+        """Layer 0: projected features plus ID embeddings; IDs of ``masked_dict`` nodes zeroed.
+        With ``nodes`` (global ids per type), only those rows, in that order."""
         out = {}
         for t in self.node_types:
             n, h = self.num_nodes_dict[t], None
+            index = None if nodes is None else nodes[t].to(next(self.parameters()).device)
+            size = n if index is None else len(index)
             if t in self.emb:
                 keep = self.id_mask(t)
                 if masked_dict is not None and t in masked_dict:
-                    keep = keep & ~masked_dict[t]
+                    keep = keep & ~masked_dict[t].to(keep.device)
                 weight = self.emb[t].weight
+                if index is not None:
+                    keep, weight = keep[index], self.emb[t](index)
                 h = weight * keep.unsqueeze(-1).to(weight.dtype)
             if t in self.lin_in:
                 x = x_dict.get(t)
@@ -352,15 +370,21 @@ class HeteroGNN(torch.nn.Module):
                     raise ValueError(f"HeteroGNN: x_dict[{t!r}] must have {n} rows, got "
                                      f"{None if x is None else tuple(x.shape)}")
                 rows = getattr(self, f"text_rows_{t}")
-                if len(rows) == n:
-                    text = self.lin_in[t](x)
+                if len(rows) == n:  # every row has text
+                    text = self.lin_in[t](x if index is None else x.index_select(0, index))
                     h = text if h is None else h + text
                 else:
+                    if index is not None:  # the chosen rows that have text, and where
+                        has_text = torch.zeros(n, dtype=torch.bool, device=rows.device)
+                        has_text[rows] = True
+                        where = torch.nonzero(has_text[index]).flatten()
+                        rows = index[where]
                     text = self.lin_in[t](x.index_select(0, rows))
-                    base = text.new_zeros(n, text.size(1)) if h is None else h
-                    h = base.index_add(0, rows, text.to(base.dtype))  # bf16 under autocast
+                    base = text.new_zeros(size, text.size(1)) if h is None else h
+                    h = base.index_add(0, rows if index is None else where,
+                                       text.to(base.dtype))  # bf16 under autocast
             if h is None:  # No nodes of this type (a data set without a KG): nothing to embed.
-                h = next(self.parameters()).new_zeros(n, self.hidden_channels)
+                h = next(self.parameters()).new_zeros(size, self.hidden_channels)
             out[t] = h
         return out
 
@@ -403,6 +427,35 @@ class HeteroGNN(torch.nn.Module):
             h = new
             layers.append(h)
         return layers
+
+    def forward_blocks(
+        self,
+        x_dict: dict[NodeType, Tensor],
+        blocks: SampledBlocks,
+        masked_dict: dict[NodeType, Tensor] | None = None,
+    ) -> dict[NodeType, Tensor]:
+        r""":meth:`forward`'s math on sampled blocks
+        (:class:`~hybridrec.models.sampled.NeighborSampler`): the output rows of the seed
+        nodes ``blocks.nodes[-1]`` only, each layer over the nodes it needs. Layer ``k`` maps
+        ``nodes[k]`` to ``nodes[k + 1]``, whose states are the first rows of ``nodes[k]``'s
+        (the self term reads them). Only the ``"rgcn"`` operator is supported."""
+        if self.conv != "rgcn":
+            raise ValueError(f"HeteroGNN.forward_blocks: 'rgcn' only, not {self.conv!r}")
+        seeds = {t: len(v) for t, v in blocks.nodes[-1].items()}
+        h = self.input_embeddings(x_dict, masked_dict, blocks.nodes[0])
+        layers = [{t: v[:seeds[t]] for t, v in h.items()}]
+        for k, conv in enumerate(self.convs):
+            out = conv(h, blocks.plans[k])
+            targets = {t: len(v) for t, v in blocks.nodes[k + 1].items()}
+            new = {}
+            for t in self.node_types:
+                msg = out.get(t, 0) + self.lin_root[k][t](h[t][:targets[t]])
+                if k < self.num_layers - 1:
+                    msg = F.dropout(F.leaky_relu(msg, 0.2), self.dropout, self.training)
+                new[t] = msg
+            h = new
+            layers.append({t: v[:seeds[t]] for t, v in h.items()})
+        return {t: torch.stack([layer[t] for layer in layers]).mean(0) for t in self.node_types}
 
     def text_input(self, node_type: NodeType, x: Tensor | None, num_nodes: int) -> Tensor:
         r""":math:`\mathbf{h}^{(0)}` of ``num_nodes`` nodes that are not in the trained graph:
