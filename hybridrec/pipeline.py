@@ -585,6 +585,7 @@ def _lightgcn_tower(cfg: ModelConfig, pairs: Tensor, num_users: int, num_items: 
                                                    "integer; start without --resume")
     else:
         scorer = LightGCN(cfg.mf_lightgcn_channels, epochs=epochs or cfg.mf_lightgcn_epochs,
+                          lr=cfg.mf_lightgcn_lr, batch_size=cfg.mf_lightgcn_batch_size,
                           random_state=seed, device=str(device))
         if metric is None:
             scorer.fit(_pairs(pairs), num_users, num_items)

@@ -215,6 +215,16 @@ def resolve_paths(data: DataConfig) -> DataConfig:
         text_model=absolute(data.text_model) if local else data.text_model)
 
 
+def _tower_settings(scorer: Any) -> str:
+    """How a scorer of the hybrid was fitted where it differs from the baseline of its class
+    (the baseline's defaults), in words; empty where it does not."""
+    baseline = type(scorer)()
+    changed = [f"{name} {getattr(scorer, name)} (the baseline's {getattr(baseline, name)})"
+               for name in ("lr", "batch_size") if hasattr(baseline, name)
+               and getattr(scorer, name) != getattr(baseline, name)]
+    return ", ".join(changed)
+
+
 def _shared_baselines(model: Any) -> dict[str, str]:
     """Table rows the hybrid's own fitted scorers give (table name -> scorer name): its ALS and
     its LightGCN, fitted on every training pair as the baselines are; the others are fitted
@@ -473,7 +483,8 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
                 rows.append((name, *apart[name]))
             elif name in shared and shared[name] in fitted.collaborative:
                 scorer_ = fitted.collaborative[shared[name]]
-                rows.append((name, evaluate_run(scorer_, dataset, split, device),
+                rows.append((name + ("*" if _tower_settings(scorer_) else ""),
+                             evaluate_run(scorer_, dataset, split, device),
                              fitted.seconds.get(shared[name], 0.0)))
     # Cold columns (and text-only) where items without training pairs matter to the test: a
     # cold-item split, or one whose new items hold at least 1 % of the test positives (a
@@ -514,6 +525,10 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     print(f"Test metrics, full ranking over all {dataset.num_items} items"
           + (f" (cut-off {k}: the catalogue is smaller than 20)" if k < 20 else "") + ":")
     print(format_table(rows, cold_split, k))
+    for name, _, _ in rows:
+        if name.endswith("*") and name[:-1] in shared:
+            print(f"* {name[:-1]}: the hybrid's own tower, "
+                  f"{_tower_settings(fitted.collaborative[shared[name[:-1]]])}")
     return 0
 
 
