@@ -5,7 +5,8 @@
 
 Writes ``benchmarks/results/distributed/ml-100k.json`` and ``.md``: per seed and mode, test
 NDCG@20, Recall@20 and tail Recall@20, the GNN's epochs, its median seconds per epoch and the
-wall time. On a CPU the processes share its cores (each gets ``cores / N`` threads).
+wall time. Every process runs one torch thread (the training CLI's default), so on a CPU
+``N`` processes use ``N`` cores where one process uses one.
 """
 from __future__ import annotations
 
@@ -28,10 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_once(seed: int, processes: int, folder: Path) -> dict:
     """``python -m hybridrec.train`` for ``seed`` on ``processes`` processes; its figures."""
     out = folder / f"run-{processes}-{seed}"
-    threads = max(1, (os.cpu_count() or 1) // processes)
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  f"--nproc-per-node={processes}"] if processes > 1 else [sys.executable])
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
     done = subprocess.run([*launcher, "-m", "hybridrec.train", "--no-baselines", "--quiet",
                            "--seed", str(seed), "--train-seed", str(seed), "--out", str(out)],
@@ -42,7 +42,7 @@ def run_once(seed: int, processes: int, folder: Path) -> dict:
     info = json.loads((out / "run.json").read_text())
     test = json.loads((out / "metrics.json").read_text())["test"]
     tail = (test.get("by_popularity") or {}).get("tail", {}).get("recall@20")
-    return {"seed": seed, "processes": processes, "threads_per_process": threads,
+    return {"seed": seed, "processes": processes, "threads_per_process": 1,
             "ndcg@20": test["ndcg@20"], "recall@20": test["recall@20"], "tail_recall@20": tail,
             "gnn_epochs": len(info["history"]), "best_epoch": info["best_epoch"],
             "gnn_seconds_per_epoch": statistics.median(h["seconds"] for h in info["history"]),

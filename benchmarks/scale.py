@@ -3,6 +3,7 @@
 
     python -m benchmarks.scale                                  # every size, both schemes
     python -m benchmarks.scale --sizes 100000,1000000 --schemes sampled
+    python -m benchmarks.scale --quality 0,1,2                  # ml-100k: sampled vs full quality
 
 Each (size, scheme) runs in a child process of its own (its peak RSS is its own), on a seeded
 synthetic catalogue (:func:`generate`): power-law users and items, latent topics that steer
@@ -199,6 +200,39 @@ def measure(interactions: int, scheme: str, steps: int, seed: int = 0) -> dict:
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
+def quality(seeds: list[int]) -> dict:
+    """Test figures of the default ``python -m hybridrec.train`` on ml-100k with full-graph
+    steps and with ``--fanouts``, per seed (each run in a child process)."""
+    import tempfile
+
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            for scheme, extra in (("full", []), ("sampled", ["--fanouts", ",".join(
+                    map(str, FANOUTS))])):
+                out = Path(tmp) / f"{scheme}-{seed}"
+                subprocess.run([sys.executable, "-m", "hybridrec.train", "--no-baselines",
+                                "--quiet", "--seed", str(seed), "--train-seed", str(seed),
+                                "--out", str(out), *extra], cwd=ROOT, check=True,
+                               capture_output=True)
+                test = json.loads((out / "metrics.json").read_text())["test"]
+                info = json.loads((out / "run.json").read_text())
+                runs.append({"scheme": scheme, "seed": seed, "ndcg@20": test["ndcg@20"],
+                             "recall@20": test["recall@20"],
+                             "tail_recall@20": test["by_popularity"]["tail"]["recall@20"],
+                             "best_valid": info["best_valid"],
+                             "gnn_epochs": len(info["history"]),
+                             "gnn_seconds": info["seconds"].get("train.gnn"),
+                             "train_seconds": info["seconds"].get("train")})
+                print(json.dumps(runs[-1]), flush=True)
+    summary = {scheme: {key: [r[key] for r in runs if r["scheme"] == scheme]
+                        for key in ("ndcg@20", "recall@20", "tail_recall@20")}
+               for scheme in ("full", "sampled")}
+    return {"dataset": "ml-100k", "split": "random", "fanouts": list(FANOUTS), "runs": runs,
+            "mean": {scheme: {k: round(statistics.fmean(v), 4) for k, v in parts.items()}
+                     for scheme, parts in summary.items()}}
+
+
 def slope(rows: list[dict]) -> float | None:
     """Least-squares slope of log(epoch seconds) against log(interactions)."""
     if len(rows) < 2:
@@ -246,8 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--schemes", default="full,sampled")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
+    parser.add_argument("--quality", metavar="SEEDS",
+                        help="instead: ml-100k test quality of both schemes for these seeds")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.quality:
+        save_result(RESULTS, "quality", {
+            "command": f"python -m benchmarks.scale --quality {args.quality}",
+            **quality([int(s) for s in args.quality.split(",")])})
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     schemes = args.schemes.split(",")
     if args.one:  # a child: one size, one scheme, JSON on stdout

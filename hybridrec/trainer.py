@@ -427,8 +427,9 @@ def train_gnn(
         if drop_label_edges:
             raise ValueError("train_gnn: drop_label_edges needs full-graph steps; not with "
                              "fanouts")
+        # Its own stream (not checkpointed: a resumed run samples anew).
         sampled = SampledLoss(model, x_dict, edge_index_dict, fanouts, torch.Generator(
-            ).manual_seed(generator.initial_seed() + 2 + ranks.rank))
+            ).manual_seed(generator.initial_seed() + 1_000_003 + ranks.rank))
     loss_module: torch.nn.Module = LinkLoss(model, loss=loss, temperature=temperature,
                                             weight_decay=weight_decay,
                                             drop_label_edges=drop_label_edges, sampled=sampled)
