@@ -45,6 +45,23 @@ THIEF = {"item_id": "m14", "title": "Thief", "year": "1981", "genre": "Crime|Thr
          "iri": "http://example.org/kg/thief"}
 
 
+def random_feature_graph(dataset: Any, seed: int = 0) -> tuple[Split, Any]:
+    """The example data set's 60:20:20 random split and its prepared training graph, with
+    random 16-wide features on every node (fast: no text encoder): what the trainer's and the
+    sampler's tests train on."""
+    from hybridrec.data.split import random_split
+    from hybridrec.graph import build_graph
+    from hybridrec.models import prepare_graph
+
+    split = random_split(dataset, (0.6, 0.2, 0.2), seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    graph = build_graph(dataset, split.train,
+                        user_x=torch.randn(dataset.num_users, 16, generator=g),
+                        item_x=torch.randn(dataset.num_items, 16, generator=g),
+                        entity_x=torch.randn(dataset.num_entities, 16, generator=g))
+    return split, prepare_graph(graph, prune_leaf_entities=False)
+
+
 def devices() -> list[str]:
     """``["cpu"]``, plus ``"cuda"`` when available (as PyG's ``withDevice``)."""
     return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

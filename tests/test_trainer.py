@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from hybridrec.config import ModelConfig
-from hybridrec.data.split import random_split
 from hybridrec.evaluation import evaluate
-from hybridrec.graph import INTERACTS, build_graph
-from hybridrec.models import GNNScorer, Mix, ScoreGate, Tower, prepare_graph
+from hybridrec.graph import INTERACTS
+from hybridrec.models import GNNScorer, Mix, ScoreGate, Tower
+from hybridrec.testing import random_feature_graph
 from hybridrec.trainer import (
     Batch,
     TrainedGNN,
@@ -25,14 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def tiny(example_dataset):
-    dataset = example_dataset
-    split = random_split(dataset, (0.6, 0.2, 0.2), seed=0)
-    g = torch.Generator().manual_seed(0)
-    graph = build_graph(dataset, split.train,
-                        user_x=torch.randn(dataset.num_users, 16, generator=g),
-                        item_x=torch.randn(dataset.num_items, 16, generator=g),
-                        entity_x=torch.randn(dataset.num_entities, 16, generator=g))
-    return dataset, split, prepare_graph(graph, prune_leaf_entities=False)
+    return example_dataset, *random_feature_graph(example_dataset)
 
 
 def _model(graph, **kwargs):

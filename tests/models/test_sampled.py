@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from hybridrec.config import ModelConfig
-from hybridrec.data.split import random_split
-from hybridrec.graph import INTERACTS, REV_INTERACTS, build_graph
-from hybridrec.models import GNNScorer, Tower, prepare_graph
+from hybridrec.graph import INTERACTS, REV_INTERACTS
+from hybridrec.models import GNNScorer, Tower
 from hybridrec.models.sampled import NeighborSampler, SampledLoss
+from hybridrec.testing import random_feature_graph
 from hybridrec.trainer import train_gnn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -15,14 +15,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def tiny(example_dataset):
-    dataset = example_dataset
-    split = random_split(dataset, (0.6, 0.2, 0.2), seed=0)
-    g = torch.Generator().manual_seed(0)
-    graph = build_graph(dataset, split.train,
-                        user_x=torch.randn(dataset.num_users, 16, generator=g),
-                        item_x=torch.randn(dataset.num_items, 16, generator=g),
-                        entity_x=torch.randn(dataset.num_entities, 16, generator=g))
-    return prepare_graph(graph, prune_leaf_entities=False)
+    return random_feature_graph(example_dataset)[1]
 
 
 def _model(graph):
