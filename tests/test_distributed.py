@@ -29,23 +29,34 @@ SETTINGS = ["--epochs", "3", "--quiet", "--no-baselines", "--set", "train.valid_
             "--set", "model.hidden_channels=8"]
 
 
-def _train(out, batch_size, env, processes=1):
+def _train(out, batch_size, env, processes=1, extra=()):
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  f"--nproc-per-node={processes}"] if processes > 1 else [sys.executable])
-    done = subprocess.run([*launcher, "-m", "hybridrec.train", *DATA, *SETTINGS,
+    done = subprocess.run([*launcher, "-m", "hybridrec.train", *DATA, *SETTINGS, *extra,
                            "--set", f"train.batch_size={batch_size}", "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
-def test_torchrun_two_processes_match_one_process(tmp_path):
-    env = {**os.environ, "HYBRIDREC_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    printed = _train(tmp_path / "ddp", 8, env, processes=2)
-    _train(tmp_path / "one", 16, env)
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("one")
+    env = {**os.environ, "HYBRIDREC_CACHE_DIR": str(tmp / "cache"), "OMP_NUM_THREADS": "1"}
+    _train(tmp / "run", 16, env)
+    return tmp / "run", env
+
+
+# Full-graph steps, and neighbour-sampled ones whose fan-outs take every neighbour (the same
+# rows, so the same model).
+@pytest.mark.parametrize("extra", [(), ("--fanouts", "1000,1000")], ids=["full", "sampled"])
+def test_torchrun_two_processes_match_one_process(tmp_path, one_process, extra):
+    one_folder, env = one_process
+    printed = _train(tmp_path / "ddp", 8, env, processes=2, extra=extra)
     assert "2 processes (DDP)" in printed
-    ddp, one = load_run(tmp_path / "ddp"), load_run(tmp_path / "one")
+    ddp, one = load_run(tmp_path / "ddp"), load_run(one_folder)
     assert json.loads((tmp_path / "ddp" / "run.json").read_text())["processes"] == 2
+    assert ddp.config.train.fanouts == tuple(int(f) for f in extra[1:2] for f in f.split(","))
     assert not (tmp_path / "ddp.ckpt").exists()  # rank 0 cleaned up; no rank left files
 
     # The GNN's scores: within 0.01 of the one-process run (a one-process run with 8 pairs
