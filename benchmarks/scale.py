@@ -128,8 +128,10 @@ def _zipf(n: int, rng: np.random.Generator) -> np.ndarray:
     return weights / weights.sum()
 
 
-def measure(interactions: int, scheme: str, steps: int, seed: int = 0) -> dict:
-    """One (size, scheme): build, step, inference and evaluation seconds, peak RSS."""
+def measure(interactions: int, scheme: str, steps: int, seed: int = 0,
+            overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """One (size, scheme): build, step, inference and evaluation seconds, peak RSS;
+    ``overrides`` are ``section.key=value`` settings of the run configuration."""
     from hybridrec.config import RunConfig
     from hybridrec.data.dataset import Interactions
     from hybridrec.data.split import Split
@@ -141,8 +143,11 @@ def measure(interactions: int, scheme: str, steps: int, seed: int = 0) -> dict:
     from hybridrec.sampling import KnownPairs, edge_batches
     from hybridrec.trainer import LinkLoss, TrainedGNN, sample_batch, train_step
 
+    from hybridrec.config import apply_overrides
+
     torch.set_num_threads(1)
-    config = RunConfig()
+    config = apply_overrides(RunConfig(), list(overrides))
+    fanouts = config.train.fanouts or FANOUTS
     start = time.perf_counter()
     graph, held_out = generate(interactions, seed)
     build_s = time.perf_counter() - start
@@ -155,7 +160,7 @@ def measure(interactions: int, scheme: str, steps: int, seed: int = 0) -> dict:
     known = KnownPairs(positives, model.num_users, num_items)
     generator = torch.Generator().manual_seed(seed)
     cfg = config.train
-    sampled = (SampledLoss(model, x_dict, edge_index_dict, FANOUTS, generator)
+    sampled = (SampledLoss(model, x_dict, edge_index_dict, fanouts, generator)
                if scheme == "sampled" else None)
     loss = LinkLoss(model, temperature=cfg.temperature, weight_decay=cfg.weight_decay,
                     sampled=sampled)
@@ -191,7 +196,9 @@ def measure(interactions: int, scheme: str, steps: int, seed: int = 0) -> dict:
     return {"interactions": int(positives.size(1)), "users": model.num_users,
             "items": num_items, "entities": int(graph["entity"].num_nodes),
             "edges": int(sum(e.size(1) for e in edge_index_dict.values())),
-            "scheme": scheme, "fanouts": list(FANOUTS) if scheme == "sampled" else None,
+            "scheme": scheme, "fanouts": list(fanouts) if scheme == "sampled" else None,
+            "batch_size": cfg.batch_size, "num_negatives": cfg.num_negatives,
+            "settings": list(overrides),
             "build_s": round(build_s, 2), "step_s": round(step_s, 4), "steps_timed": steps,
             "steps_per_epoch": steps_per_epoch, "epoch_s": round(step_s * steps_per_epoch, 1),
             "inference_s": round(inference_s, 2), "evaluate_s": round(evaluate_s, 2),
@@ -280,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--schemes", default="full,sampled")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="a run setting for every size, e.g. --set train.batch_size=1024 "
+                             "(repeatable); --set train.fanouts=5,5 for the sampled scheme")
+    parser.add_argument("--name", default="scale", help="result file name (default: scale)")
     parser.add_argument("--quality", metavar="SEEDS",
                         help="instead: ml-100k test quality of both schemes for these seeds")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -292,14 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     schemes = args.schemes.split(",")
     if args.one:  # a child: one size, one scheme, JSON on stdout
-        print(json.dumps(measure(sizes[0], schemes[0], args.steps)))
+        print(json.dumps(measure(sizes[0], schemes[0], args.steps, overrides=args.set)))
         return 0
     runs = []
     for scheme in schemes:
         for size in sizes:
             done = subprocess.run([sys.executable, "-m", "benchmarks.scale", "--one",
                                    "--sizes", str(size), "--schemes", scheme,
-                                   "--steps", str(args.steps)],
+                                   "--steps", str(args.steps),
+                                   *[f"--set={o}" for o in args.set]],
                                   cwd=ROOT, capture_output=True, text=True)
             if done.returncode != 0:
                 print(f"{scheme} at {size}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
@@ -312,14 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     slopes = {s: slope([r for r in ok if r["scheme"] == s]) for s in schemes}
     ann = Path("benchmarks/results/ann/ann.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    save_result(RESULTS, "scale", {
+    save_result(RESULTS, args.name, {
         "command": "python -m benchmarks.scale " + " ".join(argv or sys.argv[1:]),
         "torch_threads": 1, "fanouts": list(FANOUTS), "runs": runs, "slopes": slopes,
         "top10_latency": json.loads(ann.read_text()) if ann.is_file() else None})
     text = table(ok, slopes)
-    (RESULTS / "scale.md").write_text(text + "\n", encoding="utf-8")
+    (RESULTS / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
     if ok:
-        plot(ok, RESULTS / "scale.png")
+        plot(ok, RESULTS / f"{args.name}.png")
     print(text)
     return 0
 
