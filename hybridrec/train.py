@@ -383,8 +383,9 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
     timings: dict[str, float] = {}
     device = pick_device(config.train.device)
     if args.resume and distributed.launched():
-        raise DataError(args.out or Path("runs"), "a single-process run for --resume: a torchrun "
-                        "run's checkpoint resumes with python -m hybridrec.train --resume")
+        raise DataError("command line", "--resume in one process: a torchrun run's checkpoint "
+                                        "continues with python -m hybridrec.train --resume and "
+                                        "the same flags; got --resume under torchrun")
     ranks = distributed.init(device)
     try:
         return _train_ranked(config, args, buffer, ranks, started, timings,
@@ -407,13 +408,13 @@ def _train_ranked(config: RunConfig, args: argparse.Namespace, buffer: io.String
     check_out(out)
     log.info("Config: %s", config.to_dict())
     capped_metric(config.train.valid_metric, dataset.num_items)  # a bad name stops here
-    # A resumed run must be the interrupted one: same data, split and settings (checked
-    # before anything is fitted).
     if not ranks.is_main:  # under torchrun: help train the GNN, write nothing
         with distributed.main_first(ranks):
             features = text_features(config, dataset, split, device)
         fit_hybrid(config, dataset, split, features, device=device)
         return 0
+    # A resumed run must be the interrupted one: same data, split and settings (checked
+    # before anything is fitted).
     check_checkpoint(out.with_name(out.name + ".ckpt"), config, dataset, split, args.resume)
     pool = None
     if not args.no_baselines:

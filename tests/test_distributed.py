@@ -71,3 +71,13 @@ def test_torchrun_two_processes_match_one_process(tmp_path, one_process, extra):
     rec = Recommender.load(tmp_path / "ddp")
     user = load_run(tmp_path / "ddp").ids["users"].ids[0]
     assert len(rec.recommend(user, k=3).item_ids) == 3
+
+
+def test_resume_under_torchrun_is_refused_with_the_command_that_works(monkeypatch, tmp_path):
+    from hybridrec.data.errors import DataError
+    from hybridrec.train import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DataError, match="python -m hybridrec.train --resume"):
+        main(DATA + SETTINGS + ["--resume", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()
