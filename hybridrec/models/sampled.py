@@ -40,6 +40,15 @@ class SampledBlocks:
     nodes: list[dict[NodeType, Tensor]]
     plans: list[RelationalPlan]
 
+    def plans_to(self, device: torch.device) -> SampledBlocks:
+        """The blocks with their plans on ``device`` (the sampler works on the CPU; the node
+        ids stay there, the layers read only their counts and the plans)."""
+        plans = [RelationalPlan(
+            {t: [(r, s, local.to(device)) for r, s, local in b] for t, b in p.blocks.items()},
+            {t: a.to(device) for t, a in p.adj_t.items()},
+            {t: a.to(device) for t, a in p.adj.items()}) for p in self.plans]
+        return SampledBlocks(self.nodes, plans)
+
 
 class NeighborSampler:
     """Samples :class:`SampledBlocks` for seed nodes over a fixed training graph.
@@ -178,6 +187,8 @@ class SampledLoss:
         device = x_dict["item"].device
         blocks = self.sampler.sample({"user": users.cpu(), "item": items.cpu()},
                                      cold_items.cpu())
+        if device.type != "cpu":
+            blocks = blocks.plans_to(device)
         masked = {"user": self.cold["user"], "item": self.cold["item"] | cold_items.cpu()}
         z = model.gnn.forward_blocks(x_dict, blocks, masked)
         if not model.text_channel:

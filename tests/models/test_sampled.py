@@ -7,7 +7,7 @@ from hybridrec.config import ModelConfig
 from hybridrec.graph import INTERACTS, REV_INTERACTS
 from hybridrec.models import GNNScorer, Tower
 from hybridrec.models.sampled import NeighborSampler, SampledLoss
-from hybridrec.testing import random_feature_graph
+from hybridrec.testing import devices, random_feature_graph
 from hybridrec.trainer import train_gnn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -28,13 +28,17 @@ def _inputs(graph):
             dict(graph.edge_index_dict))
 
 
-def test_blocks_with_every_neighbour_give_the_full_graph_rows(tiny):
-    model = _model(tiny).eval()
+@pytest.mark.parametrize("device", devices())
+def test_blocks_with_every_neighbour_give_the_full_graph_rows(tiny, device):
+    model = _model(tiny).eval().to(device)
     x, edges = _inputs(tiny)
+    x, edges = {t: v.to(device) for t, v in x.items()}, {e: v.to(device) for e, v in edges.items()}
     full = model.embed_parts(x, edges)
     loss = SampledLoss(model, x, edges, (1000, 1000), torch.Generator().manual_seed(0))
-    users, items = torch.tensor([0, 3, 7]), torch.tensor([1, 2, 5, 11])
-    parts = loss.embed(model, x, users, items, torch.zeros(model.num_items, dtype=torch.bool))
+    users = torch.tensor([0, 3, 7], device=device)
+    items = torch.tensor([1, 2, 5, 11], device=device)
+    parts = loss.embed(model, x, users, items,
+                       torch.zeros(model.num_items, dtype=torch.bool, device=device))
     torch.testing.assert_close(parts.user, full.user[users])
     torch.testing.assert_close(parts.item, full.item[items])
     torch.testing.assert_close(parts.user_text, full.user_text[users])
