@@ -271,7 +271,7 @@ def plot(runs: list[dict], path: Path) -> None:
 
 def table(runs: list[dict], slopes: dict[str, float | None]) -> str:
     lines = ["| scheme | interactions | users | items | step s | epoch s | inference s | "
-             "evaluate s | peak RSS GB |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "evaluate s | peak RSS GB |", "|" + " --- |" * 9]
     for r in sorted(runs, key=lambda r: (r["scheme"], r["interactions"])):
         lines.append(f"| {r['scheme']} | {r['interactions']:,} | {r['users']:,} | "
                      f"{r['items']:,} | {r['step_s']:.3f} | {r['epoch_s']:,.0f} | "
