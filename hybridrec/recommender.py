@@ -228,6 +228,12 @@ class Recommender:
                               metrics=metrics, info={"best_epoch": fitted.result.best_epoch})
             return cls.load(folder)
 
+    def __repr__(self) -> str:
+        added = {k: len(v) for k, v in self._updates.items() if v}
+        return (f"Recommender({self.dataset.name}: {len(self.user_ids)} users, "
+                f"{len(self.item_ids)} items; {self.mix}; top_k={self.top_k!r}"
+                + (f"; added since training: {added}" if added else "") + ")")
+
     @classmethod
     def load(cls, folder: str | os.PathLike[str], device: str | torch.device = "cpu",
              top_k: TopK = "auto") -> Recommender:

@@ -507,6 +507,8 @@ def _train_hybrid(config: RunConfig, args: argparse.Namespace, buffer: io.String
     print(f"train:  GNN {len(result.history)} epochs, best epoch {result.best_epoch} (valid "
           f"{valid_metric} of {stopped_on} {result.best_score:.4f}), device {device}"
           + (f", {ranks.world_size} processes (DDP)" if ranks.active else "")
+          + (f", sampled steps (fan-outs {','.join(map(str, config.train.fanouts))})"
+             if config.train.fanouts else "")
           + (f"; LightGCN {fitted.lightgcn_epochs} epochs" if fitted.lightgcn_epochs else ""))
     if fitted.cold_start is not None:
         print("cold:   " + _cold_text(fitted.cold_start))

@@ -102,9 +102,11 @@ def test_new_users_from_history_and_from_text(rec):
 
 def test_add_items_makes_a_new_film_rankable_and_explainable(rec, tmp_path):
     before = rec.num_items
+    assert repr(rec).startswith(f"Recommender(examples: 10 users, {before} items; Mix(")
     added = rec.add_items([THIEF], THIEF_KG)
     assert added.item_ids == ("m14",) and added.edges >= 3  # genre x2 + director
     assert rec.num_items == before + 1
+    assert "added since training: {'items': 1}" in repr(rec)
     everything = rec.recommend("u01", k=rec.num_items).item_ids
     assert "m14" in everything
     # Its GNN embedding came from text and KG: its nearest item shares the director or genre.
