@@ -368,6 +368,11 @@ def train_gnn(
     stopping, history) is written there atomically after every epoch; ``resume=True``
     continues from it after a kill.
 
+    Under ``torchrun`` (:mod:`hybridrec.distributed`) the loss runs inside
+    :class:`~torch.nn.parallel.DistributedDataParallel`: each rank trains on its slice of every
+    step's ``world_size x batch_size`` pairs, rank 0 alone validates and checkpoints, and
+    every rank ends in rank 0's best state.
+
     Args:
         model: the GNN scorer (moved to ``device``).
         data: the prepared training graph (:func:`~hybridrec.models.prepare.prepare_graph`).
