@@ -62,6 +62,8 @@ def train(cold_cache: bool = False, seed: int = 0) -> dict:
     seconds, history = info.get("seconds", {}), info.get("history", [])
     epochs = [h["seconds"] for h in history if "seconds" in h]
     return {"cold_cache": cold_cache, "seed": seed, "wall_s": round(wall, 1),
+            # PIP_NO_CACHE_DIR=1: the data set's wheel downloaded, not read from pip's cache.
+            "pip_cache": os.environ.get("PIP_NO_CACHE_DIR", "") in ("", "0", "false"),
             "peak_rss_mb": round(peak_mb), "phases_s": {k: round(v, 1)
                                                        for k, v in seconds.items()},
             "gnn_epochs": len(epochs),
