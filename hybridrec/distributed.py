@@ -85,7 +85,10 @@ def agree(flag: bool, ranks: Ranks) -> bool:
     """Rank 0's ``flag`` on every rank (early stopping is decided there)."""
     if not ranks.active:
         return flag
-    value = torch.tensor([int(flag)])
+    # NCCL moves CUDA tensors only; gloo, CPU ones.
+    device = (torch.device("cuda", torch.cuda.current_device())
+              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    value = torch.tensor([int(flag)], device=device)
     dist.broadcast(value, src=0)
     return bool(value.item())
 
