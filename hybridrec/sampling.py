@@ -85,6 +85,10 @@ class KnownPairs:
             return self.table[users.unsqueeze(-1) if items.dim() == 2 else users, items]
         if items.dim() == 2 and items.size(0) == 1 and users.dim() == 1:
             return self._shared(users, items[0])
+        if len(self.keys) == 0:
+            return torch.zeros(torch.broadcast_shapes(
+                users.unsqueeze(-1).shape if items.dim() == 2 else users.shape, items.shape),
+                dtype=torch.bool)
         queries = pair_keys(users.unsqueeze(-1) if items.dim() == 2 else users, items,
                             self.num_items)
         found = torch.searchsorted(self.keys, queries).clamp_(max=len(self.keys) - 1)

@@ -76,3 +76,7 @@ def test_known_pairs_sorted_index_matches_the_dense_table():
         expected = dense.lookup(users, negatives)
         assert expected.any() and not expected.all()
         assert torch.equal(index.lookup(users, negatives), expected)
+        # No pairs at all: nothing is known, in every shape.
+        none = KnownPairs(edges[:, :0], 300, 500, max_dense=0)
+        assert not none.lookup(users, negatives).any()
+        assert none.lookup(users, negatives).shape == expected.shape
