@@ -194,6 +194,11 @@ def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
     if "fanouts" in given:  # parsed as the config field is
         sets.insert(0, f"train.fanouts={args.fanouts}")
     config = apply_overrides(RunConfig(data, model, train), sets)
+    fanouts, layers = config.train.fanouts, config.model.num_layers
+    if fanouts and (len(fanouts) != layers or min(fanouts) < 1):
+        raise ValueError(f"--fanouts: one number >= 1 per GNN layer ({layers}), outermost "
+                         f"first, e.g. {','.join(['10'] * layers)}; got "
+                         f"{','.join(map(str, fanouts))}")
     return dataclasses.replace(config, data=resolve_paths(config.data))
 
 

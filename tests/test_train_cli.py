@@ -289,3 +289,12 @@ def test_mix_search_stops_the_gnn_on_its_own_metric_and_says_so(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "of the GNN alone" in printed
     assert RunConfig.load(out / "config.json").model.mix_search
+
+
+@pytest.mark.parametrize("fanouts", ["5", "5,0", "5,5,5"])
+def test_fanouts_that_do_not_fit_the_layers_stop_before_anything_runs(tmp_path, capsys, fanouts):
+    with pytest.raises(SystemExit) as stopped:
+        main(DATA + SMALL + ["--fanouts", fanouts, "--out", str(tmp_path / "run")])
+    assert stopped.value.code == 2
+    assert "--fanouts: one number >= 1 per GNN layer (2)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
