@@ -187,20 +187,29 @@ def compute_loss(
         parts = sampled.embed(model, x_dict, users, items, batch.cold_items)
         scored = _local_batch(batch, users, items)
     per_user = batch.user_row is not None
+    # The full softmax's negatives, every item in index order (ml-100k's default): the
+    # negatives' score matrix [U', I] then holds each pair's score at [user_row, item].
+    in_order = per_user and _in_index_order(scored.negatives[0], parts.item.size(0))
 
     def scores(users: Tensor, items: Tensor, gather: bool = False) -> tuple[Tensor, Tensor]:
-        return (_user_scores(users, items, scored) if per_user
+        return (_user_scores(users, items, scored, in_order) if per_user
                 else _pair_scores(users, items, scored, per_user=gather))
 
     pos, neg = scores(parts.user, parts.item)
+    fused = per_user and loss == "softmax" and parts.user_text is not None
     if parts.user_text is not None:
         # The text part is constant but for its weight: scored without autograd (no
         # backward products), then scaled, so that only the weight's gradient flows.
         with torch.no_grad():
-            text_pos, text_neg = scores(parts.user_text, parts.item_text, gather=True)
+            text_pos, text_neg = _text_scores(parts.user_text, parts.item_text, scored,
+                                              in_order, scores)
         pos = pos + parts.scale * text_pos.to(pos.dtype)
-        neg = neg + parts.scale * text_neg.to(neg.dtype)
-    if per_user and loss == "softmax":
+        if not fused:  # else shared_softmax_loss adds it, fused with the softmax
+            neg = neg + parts.scale * text_neg.to(neg.dtype)
+    if fused:
+        total = shared_softmax_loss(pos, neg, batch.user_row, temperature, batch.negative_mask,
+                                    text_neg=text_neg, text_scale=parts.scale)
+    elif per_user and loss == "softmax":
         total = shared_softmax_loss(pos, neg, batch.user_row, temperature, batch.negative_mask)
     else:
         total = ranking_loss(pos, neg, batch.items, batch.negatives, batch.negative_mask, loss,
@@ -209,6 +218,21 @@ def compute_loss(
         seen = torch.cat([batch.items, batch.negatives.reshape(-1)])
         total = total + weight_decay * model.embedding_penalty(batch.users, seen)
     return total
+
+
+def _text_scores(user_text: Tensor, item_text: Tensor, batch: Batch, in_order: bool,
+                 scores: Callable[..., tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """The text channel's ``scores``; with ``in_order`` negatives the positives are read from
+    the negatives' matrix ``[U', I]`` at ``[user_row, item]``, with no ``[B, D]`` gather
+    (unless autocast computed that matrix in lower precision than the profiles: the
+    positives would then lose precision they had)."""
+    if not in_order:
+        return scores(user_text, item_text, gather=True)
+    neg = user_text.index_select(0, batch.distinct_users) @ item_text.t()
+    if neg.dtype == user_text.dtype:
+        return neg[batch.user_row, batch.items], neg
+    return (user_text.index_select(0, batch.users)
+            * item_text.index_select(0, batch.items)).sum(-1), neg
 
 
 def _local_batch(batch: Batch, users: Tensor, items: Tensor) -> Batch:
@@ -222,11 +246,19 @@ def _local_batch(batch: Batch, users: Tensor, items: Tensor) -> Batch:
                  local(batch.distinct_users, users), batch.user_row)
 
 
-def _user_scores(users: Tensor, items: Tensor, batch: Batch) -> tuple[Tensor, Tensor]:
+def _in_index_order(ids: Tensor, num_items: int) -> bool:
+    """Whether the shared negatives ``ids`` are ``arange(num_items)``: the whole catalogue."""
+    return ids.numel() == num_items and torch.equal(
+        ids, torch.arange(num_items, device=ids.device, dtype=ids.dtype))
+
+
+def _user_scores(users: Tensor, items: Tensor, batch: Batch, in_order: bool = False
+                 ) -> tuple[Tensor, Tensor]:
     """Dot products of the batch's pairs ``[B]`` and of its distinct users with the shared
-    negatives ``[U', K]``."""
+    negatives ``[U', K]`` (``in_order``: the negatives are all ``items`` in index order, so
+    ``items`` is used as it is, uncopied)."""
     pos = (users.index_select(0, batch.users) * items.index_select(0, batch.items)).sum(-1)
-    negatives = items.index_select(0, batch.negatives[0]).t()  # [H, K]
+    negatives = (items if in_order else items.index_select(0, batch.negatives[0])).t()  # [H, K]
     return pos, users.index_select(0, batch.distinct_users) @ negatives
 
 

@@ -253,3 +253,97 @@ def test_the_per_user_softmax_batch_gives_the_per_row_loss_and_gradients(tiny):
     torch.testing.assert_close(values[0], values[1])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _reference_loss(model, x, edges, batch, loss, temperature):
+    """compute_loss's value by the plain formula: every row's scores ``z_u.z_i + scale *
+    t_u.t_i`` against its negatives, row by row, with the row's own mask."""
+    from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
+    from hybridrec.sampling import drop_interactions
+
+    graph = drop_interactions(edges, batch.cold_items)
+    parts = model.embed_parts(x, graph, graph[INTERACTS])
+
+    def score(u, i):  # rows u [B], items i [B] or [B, K]
+        gnn = (parts.user[u].unsqueeze(-2) * parts.item[i.reshape(len(u), -1)]).sum(-1)
+        text = (parts.user_text[u].unsqueeze(-2)
+                * parts.item_text[i.reshape(len(u), -1)]).sum(-1)
+        return (gnn + parts.scale * text).reshape(i.shape)
+
+    neg_ids = batch.negatives.expand(len(batch.users), -1) if batch.negatives.dim() == 2 \
+        else batch.negatives
+    mask = batch.negative_mask
+    if batch.user_row is not None:
+        mask = mask[batch.user_row]
+    pos, neg = score(batch.users, batch.items), score(batch.users, neg_ids)
+    if loss == "bpr":
+        return bpr_loss(pos, neg, mask)
+    return sampled_softmax_loss(pos, neg, temperature, mask)
+
+
+@pytest.mark.parametrize("case", ["whole catalogue", "sampled negatives", "per row", "bpr"])
+def test_compute_loss_gives_the_plain_formulas_loss_and_every_gradient(tiny, case):
+    """The per-user path (text channel fused into the softmax; with the whole catalogue as
+    negatives, text positives read from the negatives' matrix), the per-row softmax and BPR
+    against the row-by-row formula: loss and every parameter's gradient, the text scale's
+    included, with a user whose negatives are all masked."""
+    from hybridrec.sampling import KnownPairs, known_pairs
+    from hybridrec.trainer import _in_index_order, compute_loss
+
+    _, _, graph = tiny
+    model = _model(graph, text_channel=True)
+    with torch.no_grad():
+        model.text_log_scale.fill_(0.4)
+    positives = graph[INTERACTS].edge_index
+    num_items = graph["item"].num_nodes
+    known = KnownPairs(positives, graph["user"].num_nodes, num_items)
+    degree = torch.bincount(positives[1], minlength=num_items)
+    loss = "bpr" if case == "bpr" else "softmax"
+    batch = sample_batch(positives, torch.arange(positives.size(1)), degree, num_items,
+                         loss=loss, num_negatives=num_items if case == "whole catalogue" else 6,
+                         cold_start_fraction=0.2, generator=torch.Generator().manual_seed(3),
+                         known_keys=known)
+    if case == "per row":
+        batch = Batch(batch.users, batch.items, batch.negatives, batch.cold_items,
+                      known_pairs(batch.users, batch.negatives, known, num_items))
+    per_user = case in ("whole catalogue", "sampled negatives")
+    assert (batch.user_row is not None) == per_user
+    assert _in_index_order(batch.negatives.reshape(-1), num_items) == (case == "whole catalogue")
+    if per_user:
+        batch.negative_mask[0] = True  # user 0 ranks its positives against nothing
+    values, grads = [], []
+    for reference in (False, True):
+        model.zero_grad()
+        value = (_reference_loss(model, *_inputs(graph), batch, loss, 0.5) if reference
+                 else compute_loss(model, *_inputs(graph), batch, loss=loss, temperature=0.5))
+        value.backward()
+        values.append(value.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
+                      if p.grad is not None})
+    torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-7)
+    assert grads[0].keys() == grads[1].keys() and "text_log_scale" in grads[0]
+    assert grads[0]["text_log_scale"].abs() > 1e-4
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7,
+                                   msg=name)
+
+
+def test_text_positives_keep_their_precision_under_autocast():
+    """Read from the negatives' matrix only when autocast left it in the profiles' dtype:
+    under bfloat16 autocast the positives are still the float32 gathered dot products."""
+    from hybridrec.trainer import _text_scores
+
+    g = torch.Generator().manual_seed(0)
+    user_text, item_text = torch.randn(4, 16, generator=g), torch.randn(7, 16, generator=g)
+    users, items = torch.tensor([0, 2, 2, 3]), torch.tensor([1, 0, 6, 3])
+    distinct, row = users.unique(return_inverse=True)
+    batch = Batch(users, items, torch.arange(7).unsqueeze(0), torch.zeros(7, dtype=torch.bool),
+                  None, distinct, row)
+    exact = (user_text[users] * item_text[items]).sum(-1)
+    pos, neg = _text_scores(user_text, item_text, batch, True, None)
+    torch.testing.assert_close(pos, exact)
+    torch.testing.assert_close(neg, user_text[distinct] @ item_text.t())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pos, neg = _text_scores(user_text, item_text, batch, True, None)
+    assert neg.dtype == torch.bfloat16 and pos.dtype == torch.float32
+    torch.testing.assert_close(pos, exact)

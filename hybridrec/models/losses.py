@@ -59,7 +59,8 @@ def sampled_softmax_loss(pos: Tensor, neg: Tensor, temperature: float = 1.0,
 
 
 def shared_softmax_loss(pos: Tensor, neg: Tensor, row: Tensor, temperature: float = 1.0,
-                        neg_mask: Tensor | None = None) -> Tensor:
+                        neg_mask: Tensor | None = None, text_neg: Tensor | None = None,
+                        text_scale: Tensor | None = None) -> Tensor:
     r""":func:`sampled_softmax_loss` for rows whose user's negatives (and mask) they share: the
     negatives' log-sum-exp is computed once per user, not once per row.
 
@@ -70,12 +71,22 @@ def shared_softmax_loss(pos: Tensor, neg: Tensor, row: Tensor, temperature: floa
     Equal to :func:`sampled_softmax_loss` with row ``b``'s negatives ``neg[row[b]]`` and mask
     ``neg_mask[row[b]]`` (a row whose negatives are all masked costs 0 in both).
 
+    With ``text_neg`` and ``text_scale`` the negatives' scores are
+    ``neg + text_scale * text_neg`` (``text_neg`` constant: only ``neg`` and the scale get
+    gradients), combined, masked and log-sum-exp'ed in one fused pass
+    (:class:`_SharedLogSumExp`) rather than through a chain of ``[U, K]`` temporaries.
+
     Shapes:
         - **input:** positive scores :math:`(B,)`; each user's negative scores :math:`(U, K)`;
           ``row``: the user of each positive, :math:`(B,)` in :math:`[0, U)`; mask
           :math:`(U, K)`
         - **output:** scalar
     """
+    if text_neg is not None:
+        lse = _SharedLogSumExp.apply(neg, text_neg.to(neg.dtype), text_scale, temperature,
+                                     neg_mask)
+        p = pos.float() / temperature
+        return (torch.logaddexp(p, lse.index_select(0, row)) - p).mean()
     logits = neg.float() / temperature
     if neg_mask is not None:
         # The smallest float, not -inf: a user with every negative masked keeps finite
@@ -84,3 +95,47 @@ def shared_softmax_loss(pos: Tensor, neg: Tensor, row: Tensor, temperature: floa
     lse = torch.logsumexp(logits, dim=-1)  # [U]
     p = pos.float() / temperature
     return (torch.logaddexp(p, lse.index_select(0, row)) - p).mean()
+
+
+class _SharedLogSumExp(torch.autograd.Function):
+    r"""Each user's masked log-sum-exp of ``(neg + scale * text_neg) / tau``, :math:`(U,)`:
+    what ``shared_softmax_loss`` computes from ``neg + scale * text_neg`` with autograd, in
+    fewer passes over the :math:`(U, K)` matrix. Forward: one ``addcmul`` into a fresh float32
+    buffer, then division, mask and log-sum-exp in place. Backward: the softmax
+    ``exp(L - lse) * g / tau`` written over that same buffer (the graph cannot be run
+    backward twice), masked entries 0; the scale's gradient is its dot product with
+    ``text_neg``.
+    """
+
+    @staticmethod
+    def forward(ctx, neg: Tensor, text_neg: Tensor, scale: Tensor, temperature: float,
+                mask: Tensor | None) -> Tensor:
+        # neg + scale * text_neg, as autograd's add and mul would type it: float32 at least.
+        logits = torch.addcmul(neg.float(), text_neg.float(), scale.float())
+        logits.div_(temperature)
+        if mask is not None:
+            # The smallest float, not -inf: see shared_softmax_loss.
+            logits.masked_fill_(mask, torch.finfo(logits.dtype).min)
+        lse = torch.logsumexp(logits, dim=-1)
+        ctx.save_for_backward(logits, lse, text_neg, mask)
+        ctx.temperature, ctx.neg_dtype, ctx.spent = temperature, neg.dtype, False
+        ctx.scale_shape, ctx.scale_dtype = scale.shape, scale.dtype
+        return lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        if ctx.spent:
+            raise RuntimeError("the fused softmax's backward reuses its buffer: it runs once")
+        ctx.spent = True
+        logits, lse, text_neg, mask = ctx.saved_tensors
+        weight = logits.sub_(lse.unsqueeze(-1)).exp_()
+        weight.mul_((grad / ctx.temperature).unsqueeze(-1))
+        if mask is not None:
+            weight.masked_fill_(mask, 0.0)  # as masked_fill's backward: masked entries get none
+        scale_grad = None
+        if ctx.needs_input_grad[2]:
+            scale_grad = torch.dot(weight.view(-1), text_neg.float().reshape(-1))
+            scale_grad = scale_grad.reshape(ctx.scale_shape).to(ctx.scale_dtype)
+        neg_grad = weight.to(ctx.neg_dtype) if ctx.needs_input_grad[0] else None
+        return neg_grad, None, scale_grad, None, None
