@@ -411,22 +411,31 @@ class HeteroGNN(torch.nn.Module):
             e: v for e, v in edge_index_dict.items() if e in self.edge_types}
         if self.conv in ("rgcn", "lightgcn"):
             graph = self.planner(graph)
-        for k, conv in enumerate(self.convs):
-            out = conv(h, graph)
-            new = {}
-            for t in self.node_types:
-                msg = out.get(t)
-                if msg is None:  # No incoming edge type: only the self term.
-                    msg = h[t] if self.conv in ("lightgcn", "hgt") else 0
-                if self.lin_root:
-                    msg = msg + self.lin_root[k][t](h[t])
-                if self.conv != "lightgcn" and k < self.num_layers - 1:
-                    msg = F.leaky_relu(msg, 0.2)
-                    msg = F.dropout(msg, self.dropout, self.training)
-                new[t] = msg
-            h = new
+        for k in range(self.num_layers):
+            h = self._next_layer(k, h, graph)
             layers.append(h)
         return layers
+
+    def _next_layer(self, k: int, h: dict[NodeType, Tensor],
+                    graph: dict[EdgeType, Tensor] | RelationalPlan,
+                    targets: dict[NodeType, int] | None = None) -> dict[NodeType, Tensor]:
+        """Layer ``k``'s states from layer ``k - 1``'s ``h``: messages, self term, activation.
+        With ``targets`` (sampled blocks) only the first ``targets[t]`` nodes of each type are
+        computed; their own states are the first rows of ``h``."""
+        out = self.convs[k](h, graph)
+        new = {}
+        for t in self.node_types:
+            own = h[t] if targets is None else h[t][:targets[t]]
+            msg = out.get(t)
+            if msg is None:  # No incoming edge type: only the self term.
+                msg = own if self.conv in ("lightgcn", "hgt") else 0
+            if self.lin_root:
+                msg = msg + self.lin_root[k][t](own)
+            if self.conv != "lightgcn" and k < self.num_layers - 1:
+                msg = F.leaky_relu(msg, 0.2)
+                msg = F.dropout(msg, self.dropout, self.training)
+            new[t] = msg
+        return new
 
     def forward_blocks(
         self,
@@ -444,16 +453,9 @@ class HeteroGNN(torch.nn.Module):
         seeds = {t: len(v) for t, v in blocks.nodes[-1].items()}
         h = self.input_embeddings(x_dict, masked_dict, blocks.nodes[0])
         layers = [{t: v[:seeds[t]] for t, v in h.items()}]
-        for k, conv in enumerate(self.convs):
-            out = conv(h, blocks.plans[k])
-            targets = {t: len(v) for t, v in blocks.nodes[k + 1].items()}
-            new = {}
-            for t in self.node_types:
-                msg = out.get(t, 0) + self.lin_root[k][t](h[t][:targets[t]])
-                if k < self.num_layers - 1:
-                    msg = F.dropout(F.leaky_relu(msg, 0.2), self.dropout, self.training)
-                new[t] = msg
-            h = new
+        for k in range(self.num_layers):
+            h = self._next_layer(k, h, blocks.plans[k],
+                                 {t: len(v) for t, v in blocks.nodes[k + 1].items()})
             layers.append({t: v[:seeds[t]] for t, v in h.items()})
         return {t: torch.stack([layer[t] for layer in layers]).mean(0) for t in self.node_types}
 
