@@ -79,39 +79,41 @@ class KnownPairs:
 
     def lookup(self, users: Tensor, items: Tensor) -> Tensor:
         """``True`` where ``(users, items)`` is in the set; shapes as :func:`known_pairs`."""
-        if self.table is not None:
-            if items.dim() == 2 and items.size(0) == 1:  # shared: rows of the table, K columns
-                return self.table.index_select(0, users).index_select(1, items[0])
-            return self.table[users.unsqueeze(-1) if items.dim() == 2 else users, items]
-        if items.dim() == 2 and items.size(0) == 1 and users.dim() == 1:
+        shared = items.dim() == 2 and items.size(0) == 1  # [1, K]: one row for every user
+        if self.table is not None and shared:  # rows of the table, K columns
+            return self.table.index_select(0, users).index_select(1, items[0])
+        if shared and users.dim() == 1:
             return self._shared(users, items[0])
+        rows = users.unsqueeze(-1) if items.dim() == 2 else users
+        if self.table is not None:
+            return self.table[rows, items]
         if len(self.keys) == 0:
-            return torch.zeros(torch.broadcast_shapes(
-                users.unsqueeze(-1).shape if items.dim() == 2 else users.shape, items.shape),
-                dtype=torch.bool)
-        queries = pair_keys(users.unsqueeze(-1) if items.dim() == 2 else users, items,
-                            self.num_items)
+            return torch.zeros(torch.broadcast_shapes(rows.shape, items.shape), dtype=torch.bool)
+        queries = pair_keys(rows, items, self.num_items)
         found = torch.searchsorted(self.keys, queries).clamp_(max=len(self.keys) - 1)
         return self.keys[found] == queries
 
     def _shared(self, users: Tensor, negatives: Tensor) -> Tensor:
         """``bool [U', K]``: which of the shared ``negatives`` each of ``users`` has."""
         out = torch.zeros(len(users), len(negatives), dtype=torch.bool)
-        start, end = self.rowptr[users], self.rowptr[users + 1]
-        counts = end - start
+        start = self.rowptr[users]
+        counts = self.rowptr[users + 1] - start
         row = torch.repeat_interleave(torch.arange(len(users)), counts)
-        offsets = torch.arange(int(counts.sum())) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts)
-        item = self.keys[torch.repeat_interleave(start, counts) + offsets] % self.num_items
+        item = self.keys[_ranges(start, counts)] % self.num_items
         # Each user item against the sorted negatives (a negative may be drawn twice).
         ordered, order = torch.sort(negatives)
         left = torch.searchsorted(ordered, item)
         hits = torch.searchsorted(ordered, item, right=True) - left
         row, left, hits = row[hits > 0], left[hits > 0], hits[hits > 0]
-        column = torch.repeat_interleave(left, hits) + torch.arange(int(hits.sum())) \
-            - torch.repeat_interleave(torch.cumsum(hits, 0) - hits, hits)
-        out[torch.repeat_interleave(row, hits), order[column]] = True
+        out[torch.repeat_interleave(row, hits), order[_ranges(left, hits)]] = True
         return out
+
+
+def _ranges(start: Tensor, count: Tensor) -> Tensor:
+    """``start[0] .. start[0] + count[0] - 1``, then the next range, ..., concatenated."""
+    offsets = torch.arange(int(count.sum())) - torch.repeat_interleave(
+        torch.cumsum(count, 0) - count, count)
+    return torch.repeat_interleave(start, count) + offsets
 
 
 def cold_item_mask(item_degree: Tensor, fraction: float, generator: torch.Generator) -> Tensor:
