@@ -310,18 +310,16 @@ def train_step(
 ) -> float:
     """One step: ``zero_grad -> forward -> loss -> backward -> clip -> step``; the loss value.
 
-    ``loss_module`` (a :class:`LinkLoss` of ``model``, or its DDP wrapper) computes the loss
-    instead, with its own settings."""
+    The loss is a :class:`LinkLoss` of ``model`` with these settings, or ``loss_module`` (one
+    built already, or its DDP wrapper), which brings its own."""
     model.train()
     # Flush the previous step's gradients first, so p.grad is this batch's alone.
     optimizer.zero_grad(set_to_none=True)
+    if loss_module is None:
+        loss_module = LinkLoss(model, loss=loss, temperature=temperature,
+                               weight_decay=weight_decay, drop_label_edges=drop_label_edges)
     with autocast or contextlib.nullcontext():
-        if loss_module is not None:
-            value = loss_module(x_dict, edge_index_dict, batch)
-        else:
-            value = compute_loss(model, x_dict, edge_index_dict, batch, loss=loss,
-                                 temperature=temperature, weight_decay=weight_decay,
-                                 drop_label_edges=drop_label_edges)
+        value = loss_module(x_dict, edge_index_dict, batch)
     value.backward()
     if clip_grad_norm:
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
@@ -470,7 +468,7 @@ def train_gnn(
     loss_module: torch.nn.Module = LinkLoss(model, loss=loss, temperature=temperature,
                                             weight_decay=weight_decay,
                                             drop_label_edges=drop_label_edges, sampled=sampled)
-    sampler = generator  # negatives and simulated cold items
+    draws = generator  # negatives and simulated cold items
     if ranks.active:
         # static_graph: the same parameters go unused at every step (the last layer's
         # transforms of entities, which no score reads).
@@ -479,7 +477,7 @@ def train_gnn(
             static_graph=True)
         # The shuffles stay in step on every rank (the shared generator, drawn from as by one
         # process); the negatives and simulated cold items are each rank's own.
-        sampler = torch.Generator().manual_seed(generator.initial_seed() + 1 + ranks.rank)
+        draws = torch.Generator().manual_seed(generator.initial_seed() + 1 + ranks.rank)
     stopper = EarlyStopping(lambda t: validate(t.tower()), eval_every=eval_every,
                             patience=patience) if validate is not None else None
     if not ranks.is_main:
@@ -509,7 +507,7 @@ def train_gnn(
         for rows in bar:  # (disable=None: a bar on a terminal only)
             batch = sample_batch(positives, rows, item_degree, model.num_items, loss=loss,
                                  num_negatives=num_negatives,
-                                 cold_start_fraction=cold_start_fraction, generator=sampler,
+                                 cold_start_fraction=cold_start_fraction, generator=draws,
                                  warm_negatives=warm_negatives, known_keys=known_keys)
             value = train_step(model, optimizer, x_dict, edge_index_dict, batch.to(device),
                                clip_grad_norm=clip_grad_norm, autocast=autocast,
