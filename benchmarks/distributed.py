@@ -14,39 +14,20 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from benchmarks.cli_runs import train_run
 from benchmarks.report import mean_std, save_result
 
 RESULTS = Path("benchmarks/results/distributed")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_once(seed: int, processes: int, folder: Path) -> dict:
     """``python -m hybridrec.train`` for ``seed`` on ``processes`` processes; its figures."""
-    out = folder / f"run-{processes}-{seed}"
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                 f"--nproc-per-node={processes}"] if processes > 1 else [sys.executable])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    done = subprocess.run([*launcher, "-m", "hybridrec.train", "--no-baselines", "--quiet",
-                           "--seed", str(seed), "--train-seed", str(seed), "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"hybridrec.train failed:\n{done.stderr[-3000:]}")
-    info = json.loads((out / "run.json").read_text())
-    test = json.loads((out / "metrics.json").read_text())["test"]
-    tail = (test.get("by_popularity") or {}).get("tail", {}).get("recall@20")
-    return {"seed": seed, "processes": processes, "threads_per_process": 1,
-            "ndcg@20": test["ndcg@20"], "recall@20": test["recall@20"], "tail_recall@20": tail,
-            "gnn_epochs": len(info["history"]), "best_epoch": info["best_epoch"],
-            "gnn_seconds_per_epoch": statistics.median(h["seconds"] for h in info["history"]),
-            "gnn_seconds": info["seconds"].get("train.gnn"), "wall_seconds": round(wall, 1)}
+    run = train_run(folder / f"run-{processes}-{seed}", seed, processes=processes)
+    return {"processes": processes, "threads_per_process": 1, **run}
 
 
 def table(runs: list[dict]) -> str:

@@ -212,25 +212,15 @@ def quality(seeds: list[int]) -> dict:
     steps and with ``--fanouts``, per seed (each run in a child process)."""
     import tempfile
 
+    from benchmarks.cli_runs import train_run
+
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             for scheme, extra in (("full", []), ("sampled", ["--fanouts", ",".join(
                     map(str, FANOUTS))])):
-                out = Path(tmp) / f"{scheme}-{seed}"
-                subprocess.run([sys.executable, "-m", "hybridrec.train", "--no-baselines",
-                                "--quiet", "--seed", str(seed), "--train-seed", str(seed),
-                                "--out", str(out), *extra], cwd=ROOT, check=True,
-                               capture_output=True)
-                test = json.loads((out / "metrics.json").read_text())["test"]
-                info = json.loads((out / "run.json").read_text())
-                runs.append({"scheme": scheme, "seed": seed, "ndcg@20": test["ndcg@20"],
-                             "recall@20": test["recall@20"],
-                             "tail_recall@20": test["by_popularity"]["tail"]["recall@20"],
-                             "best_valid": info["best_valid"],
-                             "gnn_epochs": len(info["history"]),
-                             "gnn_seconds": info["seconds"].get("train.gnn"),
-                             "train_seconds": info["seconds"].get("train")})
+                runs.append({"scheme": scheme,
+                             **train_run(Path(tmp) / f"{scheme}-{seed}", seed, extra)})
                 print(json.dumps(runs[-1]), flush=True)
     summary = {scheme: {key: [r[key] for r in runs if r["scheme"] == scheme]
                         for key in ("ndcg@20", "recall@20", "tail_recall@20")}
