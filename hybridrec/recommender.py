@@ -165,10 +165,8 @@ class Recommender:
         self.item_ids = IdMap(run.ids["items"].ids)
         self._base_users, self._base_items = len(self.user_ids), len(self.item_ids)
         with torch.no_grad():
-            # The GNN's cold masks, as GNNScorer.embed sets them.
-            masked = {"user": torch.bincount(ui[0], minlength=self._base_users) == 0,
-                      "item": torch.bincount(ui[1], minlength=self._base_items) == 0}
-            self._layers = self.model.gnn.layer_outputs(self._x_dict, self._edges, masked)
+            self._layers = self.model.gnn.layer_outputs(self._x_dict, self._edges,
+                                                        self.model.cold_masks(ui))
         hidden = self.model.hidden_channels
         gnn_items = self.mix.towers["gnn"].item
         # The text channel's centred unit item texts are the GNN tower's last columns.

@@ -158,14 +158,18 @@ class GNNScorer(torch.nn.Module):
         apart: the text part needs no gradient but the scale's, so its products need no
         backward pass (384 of the 448 columns)."""
         ui = edge_index_dict[INTERACTS] if interactions is None else interactions
-        cold = {"user": degree(ui[0], self.num_users) == 0,
-                "item": degree(ui[1], self.num_items) == 0}
-        z = self.gnn(x_dict, edge_index_dict, cold)
+        z = self.gnn(x_dict, edge_index_dict, self.cold_masks(ui))
         if not self.text_channel:
             return EmbeddingParts(z["user"], z["item"])
         user_text, item_text = self.text_profiles(x_dict["item"], ui)
         return EmbeddingParts(z["user"], z["item"], user_text, item_text,
                               self.text_log_scale.exp())
+
+    def cold_masks(self, interactions: Tensor) -> dict[NodeType, Tensor]:
+        """The users and items without an ``interactions`` pair ``[2, E]``: their ID
+        embeddings are masked (``bool [U]``, ``bool [I]``)."""
+        return {"user": degree(interactions[0], self.num_users) == 0,
+                "item": degree(interactions[1], self.num_items) == 0}
 
     @torch.no_grad()
     def text_profiles(self, item_x: Tensor, interactions: Tensor) -> tuple[Tensor, Tensor]:

@@ -175,8 +175,7 @@ class SampledLoss:
         self.sampler = NeighborSampler(edge_index_dict, model.gnn.edge_types,
                                        model.gnn.num_nodes_dict, fanouts, generator)
         ui = edge_index_dict[INTERACTS]
-        self.cold = {"user": (degree(ui[0], model.num_users) == 0).cpu(),
-                     "item": (degree(ui[1], model.num_items) == 0).cpu()}
+        self.cold = {t: mask.cpu() for t, mask in model.cold_masks(ui).items()}
         self.text = (model.text_profiles(x_dict["item"], ui) if model.text_channel
                      else (None, None))
 
