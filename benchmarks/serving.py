@@ -194,7 +194,7 @@ def _text_only_recall(rec, test, cold: list[str], k: int = 20) -> float:
     """Text-only: the text channel alone (history profile against centred item texts)."""
     cold_index = torch.tensor([rec.item_ids.index(i) for i in cold])
     text = rec._text_columns
-    items = rec.mix.towers["gnn"].item[cold_index][:, text]
+    items = rec._item_text()[cold_index]
     recalls = []
     for user, relevant in _cold_truth(test, cold).items():
         u = rec.user_ids.index(user)

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -29,6 +30,7 @@ from hybridrec.config import ModelConfig, RunConfig
 from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.data.split import Split, make_split, split_from_files
+from hybridrec.baselines.search import validation_metric
 from hybridrec.device import pick_device, seed_everything
 from hybridrec.evaluation import bucket_names, evaluate, item_popularity_buckets
 from hybridrec.graph import build_graph
@@ -257,7 +259,8 @@ def fit_hybrid(
     4. The GNN scorer, trained by link prediction and early-stopped on the validation metric
        of the *fixed* mix with the frozen towers of step 3 (with ``mix_search``: on its own
        validation metric, and then its share of the mix is chosen on validation,
-       :data:`MIX_SHARES`).
+       :data:`MIX_SHARES`). Where validation has positives on cold items, their text boost
+       is chosen on ranking them among themselves (:func:`choose_text_boost`).
     5. With the learned gate: the gate learns on the held-out pairs and is kept only where it
        beats the fixed mix on validation; then ALS and LightGCN are refitted on every pair
        (LightGCN for its best epoch count) and the GNN tower is read off the whole graph.
@@ -351,6 +354,15 @@ def fit_hybrid(
         if not ranks.is_main:
             return HybridFit(gnn, mix_with(tower), graph, result, None, False, 0, seconds,
                              None, {})
+        cold = item_degree == 0
+        if gnn.text_channel and metric is not None \
+                and bool(cold.cpu().numpy()[split.valid.item_index].any()):
+            # Validation has positives on cold items: how far they lean on text is chosen
+            # on ranking them among themselves.
+            cold_metric = validation_metric(dataset, split, train_cfg.valid_metric,
+                                            device=device, item_subset="cold")
+            tower = choose_text_boost(gnn, tower, cold,
+                                      lambda t: cold_metric(mix_with(t, share=1.0)))
         share = _best_share(metric, mix_with, tower, MIX_SHARES)[1] if search else None
         mix = mix_with(tower, share=share)
 
@@ -397,6 +409,46 @@ def fit_hybrid(
     log.info("Hybrid fitted: %s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
     return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds,
                      cold_start, scorers)
+
+
+#: The factors of the cold items' text boost that :func:`choose_text_boost` tries.
+TEXT_BOOSTS = (1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+def choose_text_boost(gnn: GNNScorer, tower: Tower, cold: Tensor,
+                      metric: Callable[[Tower], float]) -> Tower:
+    r"""Multiply the GNN scorer's learned text boost :math:`e^{\delta}` of items without
+    interactions by the factor of :data:`TEXT_BOOSTS` whose GNN ``tower`` ranks best on
+    ``metric`` (the validation metric among the cold items alone; the first of equals), and
+    return the tower with it.
+
+    Training learns :math:`\delta` from the simulated cold items scored against the whole
+    catalogue; ranking the truly cold items among themselves asks more of their text, and a
+    split with validation positives on cold items can say how much more.
+
+    Args:
+        gnn: the trained scorer (its ``cold_text_log_scale`` is set).
+        tower: its tower (:meth:`TrainedGNN.tower`).
+        cold: ``bool [I]``: the items without training interactions (their rows carry the
+            boost).
+    """
+    text = slice(gnn.hidden_channels, tower.item.size(1))
+    rows = cold.to(tower.item.device)
+
+    def boosted(factor: float) -> Tower:
+        item = tower.item.clone()
+        item[rows, text] *= factor
+        return Tower(tower.user, item)
+
+    values = [metric(boosted(factor)) for factor in TEXT_BOOSTS]
+    best = max(range(len(values)), key=lambda n: (values[n], -n))
+    factor = TEXT_BOOSTS[best]
+    log.info("Cold items' text boost: x%g on the learned %.3g (validation among cold items "
+             "%s)", factor, gnn.text_boost(torch.ones(1, dtype=torch.bool)).item(),
+             ", ".join(f"x{f:g} {v:.4f}" for f, v in zip(TEXT_BOOSTS, values)))
+    with torch.no_grad():
+        gnn.cold_text_log_scale.add_(math.log(factor))
+    return boosted(factor)
 
 
 #: The GNN's shares of the mix's weights that ``mix_search`` tries (the collaborative scorers

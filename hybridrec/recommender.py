@@ -409,6 +409,12 @@ class Recommender:
         """The GNN's item embeddings alone ``[I, H]`` (the GNN tower without the text)."""
         return self.mix.towers["gnn"].item[:, :self.model.hidden_channels].float()
 
+    def _item_text(self) -> Tensor:
+        """The centred unit item texts ``[I, D]``: the GNN tower's text columns without the
+        boost of items that have no training interactions (the items of degree 0)."""
+        boost = self.model.text_boost(self.mix.item_degree == 0).detach()
+        return self.mix.towers["gnn"].item[:, self._text_columns].float() / boost.unsqueeze(-1)
+
     @torch.no_grad()
     def _user_rows(self, histories: Sequence[Sequence[int]], known: Sequence[int | None],
                    x: Tensor | None = None) -> dict[str, Tensor]:
@@ -442,7 +448,7 @@ class Recommender:
         gnn, _ = self._fold("user", h0, edges)
         # 2. Text channel: the normalised sum of the history's centred item texts, weighted.
         if self._text_columns is not None:
-            item_text = towers["gnn"].item[:, self._text_columns]
+            item_text = self._item_text()
             profile = item_text.new_zeros(n, item_text.size(1))
             for row, h in enumerate(hist):
                 if len(h):
@@ -511,8 +517,7 @@ class Recommender:
             raise ValueError("recommend_for_text: this run has no text channel (trained with "
                              "--no-text or text_channel off)")
         query = F.normalize(self._encode([text]).float(), dim=-1)[0]
-        item_text = self.mix.towers["gnn"].item[:, self._text_columns].float()
-        scores = (item_text @ query).cpu()
+        scores = (self._item_text() @ query).cpu()
         top, values = self._top(scores, k, set(), candidates)
         return self._ranking(top, values, "text", None)
 
@@ -747,7 +752,10 @@ class Recommender:
         for name, tower in self.mix.towers.items():
             out[name] = tower.item.new_zeros(n, tower.item.size(1))
         if self._text_columns is not None:
-            z = torch.cat([z, F.normalize(x.float() - self._item_mean, dim=-1)], -1)
+            # New items have no interactions: their text carries the cold items' boost.
+            boost = self.model.text_boost(torch.ones(n, dtype=torch.bool, device=self.device))
+            text = F.normalize(x.float() - self._item_mean, dim=-1)
+            z = torch.cat([z, boost.unsqueeze(-1) * text], -1)
         out["gnn"] = z
         return out
 

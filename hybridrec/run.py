@@ -75,8 +75,9 @@ from hybridrec.tensor_files import (
 
 log = logging.getLogger(__name__)
 
-# 6: data set and updates inside; 7: the hybrid as a mix of scorers; 8: the mix's cold-start stage
-FORMAT = "hybridrec-run/8"
+# 6: data set and updates inside; 7: the hybrid as a mix of scorers; 8: the mix's cold-start
+# stage; 9: the GNN scorer's text boost for items without interactions
+FORMAT = "hybridrec-run/9"
 FILES = ("config.json", "model.safetensors", "features.safetensors", "graph.safetensors",
          "scorers.safetensors", "split.safetensors", "ids.json", "metrics.json", "run.json",
          "train.log", "dataset.json", "dataset.safetensors")

@@ -172,19 +172,86 @@ def test_cold_start_on_a_split_without_cold_items_is_chosen_on_a_simulated_cold_
 
 
 def test_cold_start_on_a_cold_item_split_is_chosen_on_its_cold_items():
-    from hybridrec.data.split import Split
     from hybridrec.testing import checkerboard
 
     board = checkerboard(20)
     dataset, features = board_data(board)
-    train, test = board.split.train, board.split.test
-    cold = np.isin(train.item_index, [3, 8])  # every training pair of two items to valid
-    split = Split("cold-items", train.select(~cold), train.select(cold), test,
-                  cold_items=np.array([3, 8]))
-    fit = fit_hybrid(_cold_config(), dataset, split, features)
+    fit = fit_hybrid(_cold_config(), dataset, _cold_split(board), features)
     assert fit.cold_start["simulated_cold_items"] == 0
     assert (fit.mix.cold is not None) == fit.cold_start["kept"]
     assert fit.mix.item_degree[[3, 8]].tolist() == [0.0, 0.0]
+
+
+def _cold_split(board):
+    from hybridrec.data.split import Split
+
+    train, test = board.split.train, board.split.test
+    cold = np.isin(train.item_index, [3, 8])  # every training pair of two items to valid
+    return Split("cold-items", train.select(~cold), train.select(cold), test,
+                 cold_items=np.array([3, 8]))
+
+
+def test_the_cold_items_text_boost_is_chosen_on_them_and_kept_in_the_model(caplog):
+    """On a split with validation cold items the boost is chosen on ranking them among
+    themselves, and lives in the model: its own tower (what a loaded run and add_items
+    compute) is the mix's, cold rows boosted, warm rows not."""
+    from hybridrec.models.prepare import graph_inputs
+    from hybridrec.testing import checkerboard
+    from hybridrec.trainer import TrainedGNN
+
+    board = checkerboard(20)
+    dataset, features = board_data(board)
+    with caplog.at_level("INFO", logger="hybridrec.pipeline"):
+        fit = fit_hybrid(TestHybrid().make_scorer("cpu"), dataset, _cold_split(board), features)
+    assert "Cold items' text boost" in caplog.text
+    tower = TrainedGNN(fit.gnn, *graph_inputs(fit.graph, "cpu")).tower()
+    torch.testing.assert_close(tower.item, fit.mix.towers["gnn"].item)
+    parts = fit.gnn.embed_parts(*graph_inputs(fit.graph, "cpu"))
+    boost = fit.gnn.cold_text_log_scale.detach().exp()
+    text = slice(fit.gnn.hidden_channels, None)
+    torch.testing.assert_close(tower.item[[3, 8], text], boost * parts.item_text[[3, 8]])
+    torch.testing.assert_close(tower.item[:3, text], parts.item_text[:3])
+
+
+def test_choose_text_boost_takes_the_best_factor_on_the_metric_and_moves_the_model(tiny_gnn):
+    from hybridrec.models.mix import Tower
+    from hybridrec.pipeline import TEXT_BOOSTS, choose_text_boost
+
+    gnn, tower = tiny_gnn
+    cold = torch.zeros(tower.item.size(0), dtype=torch.bool)
+    cold[[0, 2]] = True
+    text = slice(gnn.hidden_channels, None)
+    before = gnn.cold_text_log_scale.item()
+
+    def metric(t: Tower) -> float:  # best where the cold rows' text is 3 times as long
+        ratio = t.item[0, text].norm() / tower.item[0, text].norm()
+        return -float((ratio - 3.0) ** 2)
+
+    chosen = choose_text_boost(gnn, tower, cold, metric)
+    assert 3.0 in TEXT_BOOSTS
+    torch.testing.assert_close(chosen.item[cold][:, text], 3.0 * tower.item[cold][:, text])
+    torch.testing.assert_close(chosen.item[~cold], tower.item[~cold])
+    torch.testing.assert_close(chosen.item[:, :gnn.hidden_channels],
+                               tower.item[:, :gnn.hidden_channels])
+    assert gnn.cold_text_log_scale.item() == pytest.approx(before + np.log(3.0), abs=1e-6)
+    # Equals: the first (no boost) wins.
+    assert choose_text_boost(gnn, tower, cold, lambda t: 0.0) is not None
+    assert gnn.cold_text_log_scale.item() == pytest.approx(before + np.log(3.0), abs=1e-6)
+
+
+@pytest.fixture
+def tiny_gnn():
+    from hybridrec.models.prepare import graph_inputs
+    from hybridrec.testing import checkerboard
+    from hybridrec.trainer import TrainedGNN
+
+    board = checkerboard(12)
+    dataset, features = board_data(board)
+    config = TestHybrid().make_scorer("cpu")
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=1))
+    fit = fit_hybrid(config, dataset, dataclasses.replace(board.split, valid=board.split.test),
+                     features)
+    return fit.gnn, TrainedGNN(fit.gnn, *graph_inputs(fit.graph, "cpu")).tower()
 
 
 def test_with_mix_search_the_gnn_stops_on_its_own_metric_and_the_weights_on_validation():

@@ -140,8 +140,12 @@ def test_an_added_copy_of_a_film_is_that_film_without_its_interactions(rec):
     expected = rec.model.gnn.fold_in("item", h0, content, rec._layers)[0]
     tower = rec.mix.towers["gnn"].item
     torch.testing.assert_close(rec._gnn_items()[copy], expected, rtol=1e-5, atol=1e-5)
-    text = rec._text_columns
-    torch.testing.assert_close(tower[copy, text], tower[godfather, text], rtol=1e-4, atol=1e-4)
+    # The same centred text; in the tower, boosted as an item without interactions.
+    text = rec._item_text()
+    torch.testing.assert_close(text[copy], text[godfather], rtol=1e-4, atol=1e-4)
+    boost = rec.model.cold_text_log_scale.detach().exp()
+    torch.testing.assert_close(tower[copy, rec._text_columns], boost * text[godfather],
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_with_a_cold_start_stage_an_added_item_is_scored_by_it_and_saved_with_it(

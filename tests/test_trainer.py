@@ -257,7 +257,7 @@ def test_the_per_user_softmax_batch_gives_the_per_row_loss_and_gradients(tiny):
 
 def _reference_loss(model, x, edges, batch, loss, temperature):
     """compute_loss's value by the plain formula: every row's scores ``z_u.z_i + scale *
-    t_u.t_i`` against its negatives, row by row, with the row's own mask."""
+    boost_i * t_u.t_i`` against its negatives, row by row, with the row's own mask."""
     from hybridrec.models.losses import bpr_loss, sampled_softmax_loss
     from hybridrec.sampling import drop_interactions
 
@@ -268,7 +268,8 @@ def _reference_loss(model, x, edges, batch, loss, temperature):
         gnn = (parts.user[u].unsqueeze(-2) * parts.item[i.reshape(len(u), -1)]).sum(-1)
         text = (parts.user_text[u].unsqueeze(-2)
                 * parts.item_text[i.reshape(len(u), -1)]).sum(-1)
-        return (gnn + parts.scale * text).reshape(i.shape)
+        boost = parts.item_boost[i.reshape(len(u), -1)]
+        return (gnn + parts.scale * boost * text).reshape(i.shape)
 
     neg_ids = batch.negatives.expand(len(batch.users), -1) if batch.negatives.dim() == 2 \
         else batch.negatives
@@ -286,7 +287,7 @@ def test_compute_loss_gives_the_plain_formulas_loss_and_every_gradient(tiny, cas
     """The per-user path (text channel fused into the softmax; with the whole catalogue as
     negatives, text positives read from the negatives' matrix), the per-row softmax and BPR
     against the row-by-row formula: loss and every parameter's gradient, the text scale's
-    included, with a user whose negatives are all masked."""
+    and the cold items' text boost's included, with a user whose negatives are all masked."""
     from hybridrec.sampling import KnownPairs, known_pairs
     from hybridrec.trainer import _in_index_order, compute_loss
 
@@ -294,6 +295,7 @@ def test_compute_loss_gives_the_plain_formulas_loss_and_every_gradient(tiny, cas
     model = _model(graph, text_channel=True)
     with torch.no_grad():
         model.text_log_scale.fill_(0.4)
+        model.cold_text_log_scale.fill_(0.7)
     positives = graph[INTERACTS].edge_index
     num_items = graph["item"].num_nodes
     known = KnownPairs(positives, graph["user"].num_nodes, num_items)
@@ -321,8 +323,9 @@ def test_compute_loss_gives_the_plain_formulas_loss_and_every_gradient(tiny, cas
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()
                       if p.grad is not None})
     torch.testing.assert_close(values[0], values[1], rtol=1e-5, atol=1e-7)
-    assert grads[0].keys() == grads[1].keys() and "text_log_scale" in grads[0]
-    assert grads[0]["text_log_scale"].abs() > 1e-4
+    assert grads[0].keys() == grads[1].keys()
+    for scale in ("text_log_scale", "cold_text_log_scale"):
+        assert grads[0][scale].abs() > 1e-4, scale
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-5, atol=1e-7,
                                    msg=name)
@@ -347,3 +350,18 @@ def test_text_positives_keep_their_precision_under_autocast():
         pos, neg = _text_scores(user_text, item_text, batch, True, None)
     assert neg.dtype == torch.bfloat16 and pos.dtype == torch.float32
     torch.testing.assert_close(pos, exact)
+
+
+def test_the_cold_text_boost_learns_at_its_own_rate_in_parameter_order(tiny):
+    """Adam's groups: the boost alone at TEXT_BOOST_LR_SCALE × lr, and the groups' parameters
+    in model.parameters()' order (checkpoints index Adam's state by it)."""
+    from hybridrec.trainer import TEXT_BOOST_LR_SCALE, _parameter_groups
+
+    _, _, graph = tiny
+    model = _model(graph, text_channel=True)
+    groups = _parameter_groups(model, 0.01)
+    assert [p for g in groups for p in g["params"]] == list(model.parameters())
+    assert groups[0]["params"] == [model.cold_text_log_scale]
+    assert groups[0]["lr"] == pytest.approx(0.01 * TEXT_BOOST_LR_SCALE)
+    assert groups[1]["lr"] == 0.01
+    assert _parameter_groups(_model(graph, text_channel=False), 0.01)[0]["lr"] == 0.01

@@ -21,15 +21,22 @@ from hybridrec.models.gnn import ConvKind, HeteroGNN, sparse_adjacency
 @dataclass
 class EmbeddingParts:
     r""":meth:`GNNScorer.embed_parts`: the GNN's user and item vectors ``[U, H]``, ``[I, H]``,
-    and the text channel's user profiles ``[U, D]``, centred item texts ``[I, D]`` and
-    weight :math:`e^{\gamma}` (``None`` without the channel). The score is
-    ``user @ item.T + scale * user_text @ item_text.T``."""
+    and the text channel's user profiles ``[U, D]``, centred item texts ``[I, D]``, weight
+    :math:`e^{\gamma}` and each item's boost of it ``[I]`` (:math:`e^{\delta}` for items
+    without interactions, else 1) (``None`` without the channel). The score is
+    ``user @ item.T + scale * (user_text @ item_text.T) * item_boost``."""
 
     user: Tensor
     item: Tensor
     user_text: Tensor | None = None
     item_text: Tensor | None = None
     scale: Tensor | None = None
+    item_boost: Tensor | None = None
+
+    def text_weight(self, items: Tensor) -> Tensor:
+        """The text channel's weight of ``items`` (rows of ``item``; any shape):
+        ``scale * item_boost[items]``, differentiable in both parameters."""
+        return self.scale * self.item_boost[items]
 
 
 class GNNScorer(torch.nn.Module):
@@ -37,16 +44,19 @@ class GNNScorer(torch.nn.Module):
 
     .. math::
         s(u, i) = \mathbf{z}_u^\top \mathbf{z}_i
-            + e^{\gamma}\, \bar{\mathbf{t}}_u^\top \hat{\mathbf{t}}_i
+            + e^{\gamma + \delta c_i}\, \bar{\mathbf{t}}_u^\top \hat{\mathbf{t}}_i
         = \big[\mathbf{z}_u, e^{\gamma}\bar{\mathbf{t}}_u\big]^\top
-          \big[\mathbf{z}_i, \hat{\mathbf{t}}_i\big]
+          \big[\mathbf{z}_i, e^{\delta c_i}\hat{\mathbf{t}}_i\big]
 
     with :math:`\mathbf{z}` from :class:`~hybridrec.models.HeteroGNN` and the optional
     parameter-free text channel: :math:`\hat{\mathbf{t}}_i` the centred unit text vector of
     item :math:`i` and :math:`\bar{\mathbf{t}}_u` the normalised mean over the user's training
-    items (the text-only baseline's score), weighted by a learned :math:`e^{\gamma}`. So the
-    scorer is a dot product of one user vector and one item vector (:meth:`embed`), which is
-    what the mix, the evaluator and fold-in read.
+    items (the text-only baseline's score), weighted by a learned :math:`e^{\gamma}`, and for
+    an item without interactions (:math:`c_i = 1`: cold, simulated cold in training, or added
+    later) by a further learned :math:`e^{\delta}`: such an item's GNN vector comes from text
+    and KG alone, and how far to trust it against the text channel is learned from the
+    simulated cold items. So the scorer is a dot product of one user vector and one item
+    vector (:meth:`embed`), which is what the mix, the evaluator and fold-in read.
 
     Cold start is read off the graph: a user or item with no ``interacts`` edge has its ID
     embedding masked. Training with the edges of random items removed (simulated cold start)
@@ -100,6 +110,8 @@ class GNNScorer(torch.nn.Module):
                              {"user": True} if id_mask_dict is None else id_mask_dict,
                              text_mask_dict, hidden_channels, num_layers, conv, dropout)
         self.text_channel = text_channel and bool(in_channels_dict.get("item"))
+        # The boost first: the first parameter (see trainer's parameter groups).
+        self.cold_text_log_scale = Parameter(torch.zeros(1)) if self.text_channel else None
         self.text_log_scale = Parameter(torch.zeros(1)) if self.text_channel else None
         self.reset_parameters()
 
@@ -125,6 +137,7 @@ class GNNScorer(torch.nn.Module):
         self.gnn.reset_parameters()
         if self.text_log_scale is not None:
             torch.nn.init.zeros_(self.text_log_scale)
+            torch.nn.init.zeros_(self.cold_text_log_scale)
 
     def embed(
         self,
@@ -144,7 +157,8 @@ class GNNScorer(torch.nn.Module):
         users, items = parts.user, parts.item
         if parts.user_text is not None:
             users = torch.cat([users, parts.scale * parts.user_text.to(users.dtype)], -1)
-            items = torch.cat([items, parts.item_text.to(items.dtype)], -1)
+            items = torch.cat([items, parts.item_boost.unsqueeze(-1)
+                               * parts.item_text.to(items.dtype)], -1)
         return users, items
 
     def embed_parts(
@@ -158,12 +172,13 @@ class GNNScorer(torch.nn.Module):
         apart: the text part needs no gradient but the scale's, so its products need no
         backward pass (384 of the 448 columns)."""
         ui = edge_index_dict[INTERACTS] if interactions is None else interactions
-        z = self.gnn(x_dict, edge_index_dict, self.cold_masks(ui))
+        cold = self.cold_masks(ui)
+        z = self.gnn(x_dict, edge_index_dict, cold)
         if not self.text_channel:
             return EmbeddingParts(z["user"], z["item"])
         user_text, item_text = self.text_profiles(x_dict["item"], ui)
         return EmbeddingParts(z["user"], z["item"], user_text, item_text,
-                              self.text_log_scale.exp())
+                              self.text_log_scale.exp(), self.text_boost(cold["item"]))
 
     def cold_masks(self, interactions: Tensor) -> dict[NodeType, Tensor]:
         """The users and items without an ``interactions`` pair ``[2, E]``: their ID
@@ -190,6 +205,11 @@ class GNNScorer(torch.nn.Module):
                                      (self.num_users, self.num_items))
         profile = torch.sparse.mm(adjacency, item_text)
         return F.normalize(profile, dim=-1), item_text
+
+    def text_boost(self, cold: Tensor) -> Tensor:
+        """Each item's boost of the text channel ``[N]``: :math:`e^{\\delta}` where ``cold``
+        (``bool [N]``: no interactions), else 1."""
+        return torch.exp(self.cold_text_log_scale * cold.to(self.cold_text_log_scale.dtype))
 
     def text_scale(self) -> float:
         """:math:`e^{\\gamma}`, the text channel's weight (0 without the channel)."""

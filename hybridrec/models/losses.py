@@ -71,9 +71,9 @@ def shared_softmax_loss(pos: Tensor, neg: Tensor, row: Tensor, temperature: floa
     Equal to :func:`sampled_softmax_loss` with row ``b``'s negatives ``neg[row[b]]`` and mask
     ``neg_mask[row[b]]`` (a row whose negatives are all masked costs 0 in both).
 
-    With ``text_neg`` and ``text_scale`` the negatives' scores are
-    ``neg + text_scale * text_neg`` (``text_neg`` constant: only ``neg`` and the scale get
-    gradients), combined, masked and log-sum-exp'ed in one fused pass
+    With ``text_neg`` and ``text_scale`` (a scalar, or one weight per negative :math:`(K,)`)
+    the negatives' scores are ``neg + text_scale * text_neg`` (``text_neg`` constant: only
+    ``neg`` and the scale get gradients), combined, masked and log-sum-exp'ed in one fused pass
     (:class:`_SharedLogSumExp`) rather than through a chain of ``[U, K]`` temporaries.
 
     Shapes:
@@ -104,7 +104,7 @@ class _SharedLogSumExp(torch.autograd.Function):
     buffer, then division, mask and log-sum-exp in place. Backward: the softmax
     ``exp(L - lse) * g / tau`` written over that same buffer (the graph cannot be run
     backward twice), masked entries 0; the scale's gradient is its dot product with
-    ``text_neg``.
+    ``text_neg`` (per column for a scale per negative).
     """
 
     @staticmethod
@@ -135,7 +135,10 @@ class _SharedLogSumExp(torch.autograd.Function):
             weight.masked_fill_(mask, 0.0)  # as masked_fill's backward: masked entries get none
         scale_grad = None
         if ctx.needs_input_grad[2]:
-            scale_grad = torch.dot(weight.view(-1), text_neg.float().reshape(-1))
+            if len(ctx.scale_shape) and ctx.scale_shape[-1] == weight.size(-1) > 1:
+                scale_grad = torch.einsum("uk,uk->k", weight, text_neg.float())
+            else:
+                scale_grad = torch.dot(weight.view(-1), text_neg.float().reshape(-1))
             scale_grad = scale_grad.reshape(ctx.scale_shape).to(ctx.scale_dtype)
         neg_grad = weight.to(ctx.neg_dtype) if ctx.needs_input_grad[0] else None
         return neg_grad, None, scale_grad, None, None
