@@ -136,7 +136,9 @@ class _SharedLogSumExp(torch.autograd.Function):
         scale_grad = None
         if ctx.needs_input_grad[2]:
             if len(ctx.scale_shape) and ctx.scale_shape[-1] == weight.size(-1) > 1:
-                scale_grad = torch.einsum("uk,uk->k", weight, text_neg.float())
+                # A column-wise dot product; einsum makes it a batched matmul of K
+                # [1, U] x [U, 1] products, each with a copy of its strided column.
+                scale_grad = torch.linalg.vecdot(weight, text_neg.float(), dim=0)
             else:
                 scale_grad = torch.dot(weight.view(-1), text_neg.float().reshape(-1))
             scale_grad = scale_grad.reshape(ctx.scale_shape).to(ctx.scale_dtype)
