@@ -141,7 +141,7 @@ def measure(interactions: int, scheme: str, steps: int, seed: int = 0,
     from hybridrec.models.prepare import graph_inputs
     from hybridrec.models.sampled import SampledLoss
     from hybridrec.sampling import KnownPairs, edge_batches
-    from hybridrec.trainer import LinkLoss, TrainedGNN, sample_batch, train_step
+    from hybridrec.trainer import LinkLoss, TrainedGNN, gnn_optimizer, sample_batch, train_step
 
     from hybridrec.config import apply_overrides
 
@@ -164,7 +164,7 @@ def measure(interactions: int, scheme: str, steps: int, seed: int = 0,
                if scheme == "sampled" else None)
     loss = LinkLoss(model, temperature=cfg.temperature, weight_decay=cfg.weight_decay,
                     sampled=sampled)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = gnn_optimizer(model, cfg.lr)  # as train_gnn's
     seconds = []
     for k, rows in enumerate(edge_batches(positives.size(1), cfg.batch_size, generator)):
         if k == steps + 2:

@@ -455,7 +455,7 @@ def train_gnn(
     positives = data[INTERACTS].edge_index  # [2, N] on CPU: sampling happens there.
     item_degree = degree(positives[1], model.num_items).long()
     known_keys = KnownPairs(positives, model.num_users, model.num_items)
-    optimizer = torch.optim.Adam(_parameter_groups(model, lr))
+    optimizer = gnn_optimizer(model, lr)
     trained = TrainedGNN(model, x_dict, edge_index_dict)
     # Under torchrun: each rank a slice of every step's pairs, DDP averaging the gradients,
     # rank 0 alone validating and checkpointing (the others follow its stop).
@@ -684,6 +684,18 @@ def _parameter_groups(model: GNNScorer, lr: float) -> list[dict[str, Any]]:
     if params[0] is not boost:
         raise AssertionError("GNNScorer: the text boost must be the first parameter")
     return [{"params": [boost], "lr": lr * TEXT_BOOST_LR_SCALE}, {"params": params[1:], "lr": lr}]
+
+
+def gnn_optimizer(model: GNNScorer, lr: float) -> torch.optim.Adam:
+    """Adam over :func:`_parameter_groups` on ``model``'s device, fused where torch has the
+    kernel there: one pass per parameter instead of a chain of whole-tensor temporaries, which
+    matters for the ID-embedding tables, updated in full every step (they grow with the users,
+    whatever a sampled step reads)."""
+    groups = _parameter_groups(model, lr)
+    try:
+        return torch.optim.Adam(groups, fused=True)
+    except RuntimeError:  # no fused kernel for this device in this torch
+        return torch.optim.Adam(groups)
 
 
 def _save_checkpoint(path: Path, model: GNNScorer, optimizer: torch.optim.Optimizer,

@@ -142,6 +142,51 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny, tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_sampled_steps_resume_their_adam_state_after_a_kill(tiny, tmp_path):
+    """With fan-outs a resumed run samples anew, so it need not end in the same weights, but
+    Adam's state (fused where torch has the kernel) continues: the step counts of the last
+    checkpoint are those of every epoch's steps."""
+    from safetensors.torch import load_file
+
+    from hybridrec.trainer import CHECKPOINT_FILE
+
+    dataset, split, graph = tiny
+    kwargs = dict(validate=_validate(dataset, split), epochs=4, batch_size=8, lr=0.01,
+                  num_negatives=6, patience=10, fanouts=(3, 3), show_progress=False)
+
+    def kill(record):
+        if record["epoch"] == 3:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train_gnn(_model(graph), graph, generator=torch.Generator().manual_seed(3),
+                  checkpoint_dir=tmp_path, callback=kill, **kwargs)
+    result = train_gnn(_model(graph), graph, generator=torch.Generator().manual_seed(3),
+                       checkpoint_dir=tmp_path, resume=True, **kwargs)
+    assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
+    steps = math.ceil(graph[INTERACTS].edge_index.size(1) / 8)
+    tensors = load_file(str(tmp_path / CHECKPOINT_FILE))
+    assert float(tensors["optim.1.step"]) == 4 * steps
+
+
+def test_the_gnn_optimizer_is_adam_over_the_parameter_groups(tiny):
+    """gnn_optimizer steps as plain Adam over _parameter_groups does, fused or not (one step:
+    after it the two differ in rounding, which Adam's normalisation magnifies where the
+    gradient is only rounding noise)."""
+    from hybridrec.trainer import _parameter_groups, gnn_optimizer
+
+    _, _, graph = tiny
+    models = [_model(graph, text_channel=True) for _ in range(2)]
+    optimizers = [gnn_optimizer(models[0], 0.01),
+                  torch.optim.Adam(_parameter_groups(models[1], 0.01))]
+    x, edges = _inputs(graph)
+    batch = _batch(graph, torch.arange(graph[INTERACTS].edge_index.size(1)), 0)
+    for model, optimizer in zip(models, optimizers):
+        train_step(model, optimizer, x, edges, batch, weight_decay=1e-4)
+    for key, value in models[1].state_dict().items():
+        torch.testing.assert_close(models[0].state_dict()[key], value, msg=key)
+
+
 def test_batch_moves_to_a_device(tiny):
     _, _, graph = tiny
     batch = _batch(graph, torch.arange(4), 0)
