@@ -209,7 +209,8 @@ class GNNScorer(torch.nn.Module):
     def text_boost(self, cold: Tensor) -> Tensor:
         """Each item's boost of the text channel ``[N]``: :math:`e^{\\delta}` where ``cold``
         (``bool [N]``: no interactions), else 1."""
-        return torch.exp(self.cold_text_log_scale * cold.to(self.cold_text_log_scale.dtype))
+        delta = self.cold_text_log_scale
+        return torch.exp(delta * cold.to(device=delta.device, dtype=delta.dtype))
 
     def text_scale(self) -> float:
         """:math:`e^{\\gamma}`, the text channel's weight (0 without the channel)."""
