@@ -101,10 +101,12 @@ class _SharedLogSumExp(torch.autograd.Function):
     r"""Each user's masked log-sum-exp of ``(neg + scale * text_neg) / tau``, :math:`(U,)`:
     what ``shared_softmax_loss`` computes from ``neg + scale * text_neg`` with autograd, in
     fewer passes over the :math:`(U, K)` matrix. Forward: one ``addcmul`` into a fresh float32
-    buffer, then division, mask and log-sum-exp in place. Backward: the softmax
-    ``exp(L - lse) * g / tau`` written over that same buffer (the graph cannot be run
-    backward twice), masked entries 0; the scale's gradient is its dot product with
-    ``text_neg`` (per column for a scale per negative).
+    buffer, then division, mask, and the log-sum-exp in place:
+    :math:`\mathrm{lse}_u = m_u + \log S_u` with :math:`m_u = \max_k L_{uk}` and
+    :math:`S_u = \sum_k e^{L_{uk} - m_u}`, the buffer keeping :math:`e^{L_{uk} - m_u}`.
+    Backward: the softmax :math:`e^{L_{uk} - m_u} g_u / (\tau S_u)` written over that same
+    buffer (the graph cannot be run backward twice), masked entries 0; the scale's gradient
+    is its dot product with ``text_neg`` (per column for a scale per negative).
     """
 
     @staticmethod
@@ -116,8 +118,10 @@ class _SharedLogSumExp(torch.autograd.Function):
         if mask is not None:
             # The smallest float, not -inf: see shared_softmax_loss.
             logits.masked_fill_(mask, torch.finfo(logits.dtype).min)
-        lse = torch.logsumexp(logits, dim=-1)
-        ctx.save_for_backward(logits, lse, text_neg, mask)
+        top = logits.amax(-1, keepdim=True)
+        total = logits.sub_(top).exp_().sum(-1)
+        lse = top.squeeze(-1) + total.log()
+        ctx.save_for_backward(logits, total, text_neg, mask)
         ctx.temperature, ctx.neg_dtype, ctx.spent = temperature, neg.dtype, False
         ctx.scale_shape, ctx.scale_dtype = scale.shape, scale.dtype
         return lse
@@ -128,9 +132,8 @@ class _SharedLogSumExp(torch.autograd.Function):
         if ctx.spent:
             raise RuntimeError("the fused softmax's backward reuses its buffer: it runs once")
         ctx.spent = True
-        logits, lse, text_neg, mask = ctx.saved_tensors
-        weight = logits.sub_(lse.unsqueeze(-1)).exp_()
-        weight.mul_((grad / ctx.temperature).unsqueeze(-1))
+        weight, total, text_neg, mask = ctx.saved_tensors
+        weight.mul_((grad / (ctx.temperature * total)).unsqueeze(-1))
         if mask is not None:
             weight.masked_fill_(mask, 0.0)  # as masked_fill's backward: masked entries get none
         scale_grad = None
