@@ -20,7 +20,8 @@ held-out pairs; peak RSS. Then the log-log slope of epoch seconds against intera
 scheme, and a PNG of the curves. Top-10 latency over 10^4..10^6 items (exact vs FAISS) is
 ``benchmarks/ann.py``'s; the table quotes ``benchmarks/results/ann/ann.json``.
 
-Writes ``benchmarks/results/scale/scale.json``, ``scale.md`` and ``scale.png``.
+Writes ``benchmarks/results/scale/scale.json``, ``scale.md`` and ``scale.png``; a run of some
+schemes keeps the other schemes' rows of the last ``scale.json``, each with its command.
 """
 from __future__ import annotations
 
@@ -259,7 +260,8 @@ def plot(runs: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def table(runs: list[dict], slopes: dict[str, float | None]) -> str:
+def table(runs: list[dict], slopes: dict[str, float | None],
+          slopes_from_1e6: dict[str, float | None]) -> str:
     lines = ["| scheme | interactions | users | items | step s | epoch s | inference s | "
              "evaluate s | peak RSS GB |", "|" + " --- |" * 9]
     for r in sorted(runs, key=lambda r: (r["scheme"], r["interactions"])):
@@ -268,7 +270,8 @@ def table(runs: list[dict], slopes: dict[str, float | None]) -> str:
                      f"{r['inference_s']:.1f} | {r['evaluate_s']:.1f} | {r['peak_rss_gb']:.1f} |")
     lines.append("")
     lines.append("log-log slope of epoch seconds: " + ", ".join(
-        f"{k} {v}" for k, v in slopes.items()))
+        f"{k} {v}" for k, v in slopes.items()) + "; from 10^6 interactions: " + ", ".join(
+        f"{k} {v}" for k, v in slopes_from_1e6.items()))
     return "\n".join(lines)
 
 
@@ -310,15 +313,27 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(runs[-1]), flush=True)
+    previous = RESULTS / f"{args.name}.json"
+    kept = []
+    if previous.is_file():  # the schemes not rerun keep their rows of the last file
+        last = json.loads(previous.read_text())
+        kept = [{**r, "command": r.get("command", last["command"])}  # the run that made it
+                for r in last.get("runs", []) if r.get("scheme") not in schemes]
+    runs = kept + runs
     ok = [r for r in runs if "failed" not in r]
-    slopes = {s: slope([r for r in ok if r["scheme"] == s]) for s in schemes}
+    slopes = {s: slope([r for r in ok if r["scheme"] == s])
+              for s in dict.fromkeys(r["scheme"] for r in runs)}
+    # Past the smallest graphs, whose two-hop samples are the whole graph.
+    slopes_from_1e6 = {s: slope([r for r in ok if r["scheme"] == s
+                                 and r["interactions"] >= 900_000]) for s in slopes}
     ann = Path("benchmarks/results/ann/ann.json")
     RESULTS.mkdir(parents=True, exist_ok=True)
     save_result(RESULTS, args.name, {
         "command": "python -m benchmarks.scale " + " ".join(argv or sys.argv[1:]),
         "torch_threads": 1, "fanouts": list(FANOUTS), "runs": runs, "slopes": slopes,
+        "slopes_from_1e6": slopes_from_1e6,
         "top10_latency": json.loads(ann.read_text()) if ann.is_file() else None})
-    text = table(ok, slopes)
+    text = table(ok, slopes, slopes_from_1e6)
     (RESULTS / f"{args.name}.md").write_text(text + "\n", encoding="utf-8")
     if ok:
         plot(ok, RESULTS / f"{args.name}.png")
