@@ -411,22 +411,22 @@ def fit_hybrid(
                      cold_start, scorers)
 
 
-#: The factors of the cold items' text boost that :func:`choose_text_boost` tries. Capped at
-#: 3: a split's validation cold items are few, their curve flattens past 3, and larger
+#: The factors of the cold items' text boost that :func:`choose_text_boost` tries. Capped:
+#: a split's validation cold items are few, their curve flattens past about 4, and larger
 #: factors chosen there lost cold-only recall on test.
-TEXT_BOOSTS = (1.0, 1.5, 2.0, 3.0)
+TEXT_BOOSTS = (1.0, 1.5, 2.0, 3.0, 4.5)
 
 
 def choose_text_boost(gnn: GNNScorer, tower: Tower, cold: Tensor,
                       metric: Callable[[Tower], float]) -> Tower:
-    r"""Multiply the GNN scorer's learned text boost :math:`e^{\delta}` of items without
-    interactions by the factor of :data:`TEXT_BOOSTS` whose GNN ``tower`` ranks best on
+    r"""Multiply the GNN scorer's text boost :math:`e^{\delta}` of items without interactions
+    (1 after training) by the factor of :data:`TEXT_BOOSTS` whose GNN ``tower`` ranks best on
     ``metric`` (the validation metric among the cold items alone; the first of equals), and
     return the tower with it.
 
-    Training learns :math:`\delta` from the simulated cold items scored against the whole
-    catalogue; ranking the truly cold items among themselves asks more of their text, and a
-    split with validation positives on cold items can say how much more.
+    Trained against the whole catalogue, the GNN weighs a cold item's text as it weighs a
+    warm one's; ranking cold items among themselves can ask more of their text, and a split
+    with validation positives on cold items can say how much more.
 
     Args:
         gnn: the trained scorer (its ``cold_text_log_scale`` is set).
@@ -445,8 +445,7 @@ def choose_text_boost(gnn: GNNScorer, tower: Tower, cold: Tensor,
     values = [metric(boosted(factor)) for factor in TEXT_BOOSTS]
     best = max(range(len(values)), key=lambda n: (values[n], -n))
     factor = TEXT_BOOSTS[best]
-    log.info("Cold items' text boost: x%g on the learned %.3g (validation among cold items "
-             "%s)", factor, float(gnn.cold_text_log_scale.exp()),
+    log.info("Cold items' text boost: x%g (validation among cold items %s)", factor,
              ", ".join(f"x{f:g} {v:.4f}" for f, v in zip(TEXT_BOOSTS, values)))
     with torch.no_grad():
         gnn.cold_text_log_scale.add_(math.log(factor))

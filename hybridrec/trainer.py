@@ -203,15 +203,12 @@ def compute_loss(
         with torch.no_grad():
             text_pos, text_neg = _text_scores(parts.user_text, parts.item_text, scored,
                                               in_order, scores)
-        # Each item's weight of it: e^γ, times e^δ for items without interactions.
-        pos = pos + parts.text_weight(scored.items) * text_pos.to(pos.dtype)
-        negatives = scored.negatives[0] if scored.negatives.dim() == 2 else scored.negatives
-        neg_weight = parts.text_weight(negatives)  # [K] shared, or [B] one per row
+        pos = pos + parts.scale * text_pos.to(pos.dtype)
         if not fused:  # else shared_softmax_loss adds it, fused with the softmax
-            neg = neg + neg_weight * text_neg.to(neg.dtype)
+            neg = neg + parts.scale * text_neg.to(neg.dtype)
     if fused:
         total = shared_softmax_loss(pos, neg, batch.user_row, temperature, batch.negative_mask,
-                                    text_neg=text_neg, text_scale=neg_weight)
+                                    text_neg=text_neg, text_scale=parts.scale)
     elif per_user and loss == "softmax":
         total = shared_softmax_loss(pos, neg, batch.user_row, temperature, batch.negative_mask)
     else:
@@ -666,36 +663,16 @@ def train_kwargs(config: TrainConfig) -> dict[str, object]:
 # Checkpoints: one safetensors file (tensors + JSON metadata), written to *.tmp then replaced.
 
 
-#: The learning rate of the cold items' text boost as a multiple of the GNN's: it is one number
-#: learned from the simulated cold items alone (a tenth of the items per step), and at the
-#: GNN's rate it would move at most ``lr`` per step in log space over a run of a few hundred
-#: steps.
-TEXT_BOOST_LR_SCALE = 10.0
-
-
-def _parameter_groups(model: GNNScorer, lr: float) -> list[dict[str, Any]]:
-    """Adam's parameter groups: the cold items' text boost at :data:`TEXT_BOOST_LR_SCALE`
-    times ``lr``, every other parameter at ``lr`` (the boost is the model's first parameter,
-    so the groups keep ``model.parameters()``'s order, which checkpoints index)."""
-    params = list(model.parameters())
-    boost = model.cold_text_log_scale
-    if boost is None:
-        return [{"params": params, "lr": lr}]
-    if params[0] is not boost:
-        raise AssertionError("GNNScorer: the text boost must be the first parameter")
-    return [{"params": [boost], "lr": lr * TEXT_BOOST_LR_SCALE}, {"params": params[1:], "lr": lr}]
-
-
 def gnn_optimizer(model: GNNScorer, lr: float) -> torch.optim.Adam:
-    """Adam over :func:`_parameter_groups` on ``model``'s device, fused where torch has the
-    kernel there: one pass per parameter instead of a chain of whole-tensor temporaries, which
-    matters for the ID-embedding tables, updated in full every step (they grow with the users,
-    whatever a sampled step reads)."""
-    groups = _parameter_groups(model, lr)
+    """Adam over ``model``'s parameters on its device, fused where torch has the kernel there:
+    one pass per parameter instead of a chain of whole-tensor temporaries, which matters for
+    the ID-embedding tables, updated in full every step (they grow with the users, whatever a
+    sampled step reads)."""
+    params = list(model.parameters())
     try:
-        return torch.optim.Adam(groups, fused=True)
+        return torch.optim.Adam(params, lr=lr, fused=True)
     except RuntimeError:  # no fused kernel for this device in this torch
-        return torch.optim.Adam(groups)
+        return torch.optim.Adam(params, lr=lr)
 
 
 def _save_checkpoint(path: Path, model: GNNScorer, optimizer: torch.optim.Optimizer,

@@ -22,9 +22,10 @@ from hybridrec.models.gnn import ConvKind, HeteroGNN, sparse_adjacency
 class EmbeddingParts:
     r""":meth:`GNNScorer.embed_parts`: the GNN's user and item vectors ``[U, H]``, ``[I, H]``,
     and the text channel's user profiles ``[U, D]``, centred item texts ``[I, D]``, weight
-    :math:`e^{\gamma}` and each item's boost of it ``[I]`` (:math:`e^{\delta}` for items
-    without interactions, else 1) (``None`` without the channel). The score is
-    ``user @ item.T + scale * (user_text @ item_text.T) * item_boost``."""
+    :math:`e^{\gamma}` (``None`` without the channel), and each item's boost of its text in
+    :meth:`GNNScorer.embed` ``[I]`` (:math:`e^{\delta}` for items without interactions, else
+    1). Training scores ``user @ item.T + scale * user_text @ item_text.T``: the boost is
+    set after training (:func:`~hybridrec.pipeline.choose_text_boost`)."""
 
     user: Tensor
     item: Tensor
@@ -32,11 +33,6 @@ class EmbeddingParts:
     item_text: Tensor | None = None
     scale: Tensor | None = None
     item_boost: Tensor | None = None
-
-    def text_weight(self, items: Tensor) -> Tensor:
-        """The text channel's weight of ``items`` (rows of ``item``; any shape):
-        ``scale * item_boost[items]``, differentiable in both parameters."""
-        return self.scale * self.item_boost[items]
 
 
 class GNNScorer(torch.nn.Module):
@@ -52,11 +48,14 @@ class GNNScorer(torch.nn.Module):
     parameter-free text channel: :math:`\hat{\mathbf{t}}_i` the centred unit text vector of
     item :math:`i` and :math:`\bar{\mathbf{t}}_u` the normalised mean over the user's training
     items (the text-only baseline's score), weighted by a learned :math:`e^{\gamma}`, and for
-    an item without interactions (:math:`c_i = 1`: cold, simulated cold in training, or added
-    later) by a further learned :math:`e^{\delta}`: such an item's GNN vector comes from text
-    and KG alone, and how far to trust it against the text channel is learned from the
-    simulated cold items. So the scorer is a dot product of one user vector and one item
-    vector (:meth:`embed`), which is what the mix, the evaluator and fold-in read.
+    an item without interactions (:math:`c_i = 1`: cold, or added later) by a further
+    :math:`e^{\delta}`: such an item's GNN vector comes from text and KG alone, and ranking
+    such items among themselves can ask more of their text than training against the whole
+    catalogue does. :math:`\delta` is not trained (0 while training); it is chosen on
+    validation's cold items where there are some
+    (:func:`~hybridrec.pipeline.choose_text_boost`). So the scorer is a dot product of one
+    user vector and one item vector (:meth:`embed`), which is what the mix, the evaluator and
+    fold-in read.
 
     Cold start is read off the graph: a user or item with no ``interacts`` edge has its ID
     embedding masked. Training with the edges of random items removed (simulated cold start)
@@ -110,9 +109,10 @@ class GNNScorer(torch.nn.Module):
                              {"user": True} if id_mask_dict is None else id_mask_dict,
                              text_mask_dict, hidden_channels, num_layers, conv, dropout)
         self.text_channel = text_channel and bool(in_channels_dict.get("item"))
-        # The boost first: the first parameter (see trainer's parameter groups).
-        self.cold_text_log_scale = Parameter(torch.zeros(1)) if self.text_channel else None
         self.text_log_scale = Parameter(torch.zeros(1)) if self.text_channel else None
+        # δ: a parameter so that it is saved with the model, but set, not trained.
+        self.cold_text_log_scale = Parameter(torch.zeros(1), requires_grad=False) \
+            if self.text_channel else None
         self.reset_parameters()
 
     @classmethod

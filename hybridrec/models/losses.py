@@ -71,9 +71,9 @@ def shared_softmax_loss(pos: Tensor, neg: Tensor, row: Tensor, temperature: floa
     Equal to :func:`sampled_softmax_loss` with row ``b``'s negatives ``neg[row[b]]`` and mask
     ``neg_mask[row[b]]`` (a row whose negatives are all masked costs 0 in both).
 
-    With ``text_neg`` and ``text_scale`` (a scalar, or one weight per negative :math:`(K,)`)
-    the negatives' scores are ``neg + text_scale * text_neg`` (``text_neg`` constant: only
-    ``neg`` and the scale get gradients), combined, masked and log-sum-exp'ed in one fused pass
+    With ``text_neg`` and ``text_scale`` the negatives' scores are
+    ``neg + text_scale * text_neg`` (``text_neg`` constant: only ``neg`` and the scale get
+    gradients), combined, masked and log-sum-exp'ed in one fused pass
     (:class:`_SharedLogSumExp`) rather than through a chain of ``[U, K]`` temporaries.
 
     Shapes:
@@ -106,7 +106,7 @@ class _SharedLogSumExp(torch.autograd.Function):
     :math:`S_u = \sum_k e^{L_{uk} - m_u}`, the buffer keeping :math:`e^{L_{uk} - m_u}`.
     Backward: the softmax :math:`e^{L_{uk} - m_u} g_u / (\tau S_u)` written over that same
     buffer (the graph cannot be run backward twice), masked entries 0; the scale's gradient
-    is its dot product with ``text_neg`` (per column for a scale per negative).
+    is its dot product with ``text_neg``.
     """
 
     @staticmethod
@@ -138,12 +138,7 @@ class _SharedLogSumExp(torch.autograd.Function):
             weight.masked_fill_(mask, 0.0)  # as masked_fill's backward: masked entries get none
         scale_grad = None
         if ctx.needs_input_grad[2]:
-            if len(ctx.scale_shape) and ctx.scale_shape[-1] == weight.size(-1) > 1:
-                # A column-wise dot product; einsum makes it a batched matmul of K
-                # [1, U] x [U, 1] products, each with a copy of its strided column.
-                scale_grad = torch.linalg.vecdot(weight, text_neg.float(), dim=0)
-            else:
-                scale_grad = torch.dot(weight.view(-1), text_neg.float().reshape(-1))
+            scale_grad = torch.dot(weight.view(-1), text_neg.float().reshape(-1))
             scale_grad = scale_grad.reshape(ctx.scale_shape).to(ctx.scale_dtype)
         neg_grad = weight.to(ctx.neg_dtype) if ctx.needs_input_grad[0] else None
         return neg_grad, None, scale_grad, None, None

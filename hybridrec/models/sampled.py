@@ -194,5 +194,4 @@ class SampledLoss:
             return EmbeddingParts(z["user"], z["item"])
         user_text, item_text = self.text
         return EmbeddingParts(z["user"], z["item"], user_text[users.to(device)],
-                              item_text[items.to(device)], model.text_log_scale.exp(),
-                              model.text_boost(masked["item"][items.cpu()].to(device)))
+                              item_text[items.to(device)], model.text_log_scale.exp())

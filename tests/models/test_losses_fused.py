@@ -6,22 +6,20 @@ import torch
 from hybridrec.models.losses import sampled_softmax_loss, shared_softmax_loss
 
 
-def _inputs(seed: int, users: int = 6, k: int = 9, per_negative: bool = False):
+def _inputs(seed: int, users: int = 6, k: int = 9):
     g = torch.Generator().manual_seed(seed)
     row = torch.tensor([0, 0, 1, 3, 3, 3, 4, 2, 1, 5, 5])
     pos = torch.randn(len(row), generator=g, requires_grad=True)
     neg = torch.randn(users, k, generator=g, requires_grad=True)
     text_neg = torch.randn(users, k, generator=g)
-    # One weight for all, or one per negative (the cold items' boosted text).
-    log_scale = (0.3 * torch.randn(k if per_negative else 1, generator=g)).requires_grad_()
+    log_scale = (0.3 * torch.randn(1, generator=g)).requires_grad_()
     mask = torch.rand(users, k, generator=g) < 0.3
     mask[4] = True  # every negative masked: the user's rows have their positive alone
     return pos, neg, text_neg, log_scale, row, mask
 
 
-def _value_and_grads(fused: bool, mask: torch.Tensor | None, seed: int = 0,
-                     per_negative: bool = False):
-    pos, neg, text_neg, log_scale, row, _ = _inputs(seed, per_negative=per_negative)
+def _value_and_grads(fused: bool, mask: torch.Tensor | None, seed: int = 0):
+    pos, neg, text_neg, log_scale, row, _ = inputs = _inputs(seed)
     scale = log_scale.exp()
     if fused:
         value = shared_softmax_loss(pos, neg, row, 0.5, mask, text_neg=text_neg,
@@ -37,16 +35,13 @@ def _value_and_grads(fused: bool, mask: torch.Tensor | None, seed: int = 0,
     return value.detach(), pos.grad, neg.grad, log_scale.grad
 
 
-@pytest.mark.parametrize("per_negative", [False, True])
 @pytest.mark.parametrize("masked", [True, False])
-def test_the_fused_text_softmax_gives_the_reference_loss_and_every_gradient(masked,
-                                                                            per_negative):
+def test_the_fused_text_softmax_gives_the_reference_loss_and_every_gradient(masked):
     mask = _inputs(0)[-1] if masked else None
-    fused = _value_and_grads(True, mask, per_negative=per_negative)
-    reference = _value_and_grads(False, mask, per_negative=per_negative)
+    fused, reference = _value_and_grads(True, mask), _value_and_grads(False, mask)
     for name, a, b in zip(("loss", "pos", "neg", "text scale"), fused, reference):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
-    assert bool((fused[3].abs() > 1e-4).all())  # the scales' gradients are there to compare
+    assert fused[3].abs() > 1e-3  # the scale's gradient is there to compare
     if masked:
         neg_grad = fused[2]
         assert torch.isfinite(neg_grad).all()
