@@ -171,6 +171,7 @@ def cold_items(seed: int, cold_start: bool = False) -> dict:
     present = Recommender.fit(dataset, split, config)
     out["present_fit_s"] = round(time.perf_counter() - t, 1)
     out["present_stage_kept"] = present.mix.cold is not None
+    out["present_text_boost"] = round(float(present.model.cold_text_log_scale.exp()), 3)
     out["present_cold_recall@20"] = _cold_recall(present, test, cold)
     out["present_metrics_cold_only_recall@20"] = present.run.metrics["test_cold_only"][
         "recall@20"]
