@@ -196,6 +196,7 @@ class Recommender:
         self._updates: dict[str, list] = {"items": [], "interactions": []}
         self._added_x: list[Tensor] = []
         self._encoder = None
+        self._item_text_rows: Tensor | None = None  # _item_text's, until items are added
         if run.updates is not None:
             self._replay(*run.updates)
         self._sync_index(run.folder / ANN_FILE)
@@ -412,8 +413,11 @@ class Recommender:
     def _item_text(self) -> Tensor:
         """The centred unit item texts ``[I, D]``: the GNN tower's text columns without the
         boost of items that have no training interactions (the items of degree 0)."""
-        boost = self.model.text_boost(self.mix.item_degree == 0).detach()
-        return self.mix.towers["gnn"].item[:, self._text_columns].float() / boost.unsqueeze(-1)
+        if self._item_text_rows is None:
+            boost = self.model.text_boost(self.mix.item_degree == 0).detach()
+            text = self.mix.towers["gnn"].item[:, self._text_columns].float()
+            self._item_text_rows = text / boost.unsqueeze(-1)
+        return self._item_text_rows
 
     @torch.no_grad()
     def _user_rows(self, histories: Sequence[Sequence[int]], known: Sequence[int | None],
@@ -760,6 +764,7 @@ class Recommender:
         return out
 
     def _grow_items(self, rows: dict[str, Tensor], states: list[Tensor]) -> None:
+        self._item_text_rows = None
         self.mix.add_items(rows, rows["degree"], rows.get("prior"))
         if self._index is not None:
             self._index.add_items(self.mix)
