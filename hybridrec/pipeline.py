@@ -26,11 +26,11 @@ from torch_geometric.data import HeteroData
 from torch_geometric.utils import degree
 
 from hybridrec import distributed
+from hybridrec.baselines.search import validation_metric
 from hybridrec.config import ModelConfig, RunConfig
 from hybridrec.data.dataset import Dataset, Interactions
 from hybridrec.data.errors import DataError
 from hybridrec.data.split import Split, make_split, split_from_files
-from hybridrec.baselines.search import validation_metric
 from hybridrec.device import pick_device, seed_everything
 from hybridrec.evaluation import bucket_names, evaluate, item_popularity_buckets
 from hybridrec.graph import build_graph
@@ -546,8 +546,6 @@ def _validation_metric(dataset: Dataset, split: Split, name: str,
                        device: torch.device) -> Callable[[Any], float] | None:
     """``scorer -> the validation value named`` (``None`` without a validation part); a
     cut-off larger than the catalogue ranks all of it."""
-    from hybridrec.baselines import validation_metric
-
     if not len(split.valid):
         log.warning("The split has no validation part: training without early stopping")
         return None
