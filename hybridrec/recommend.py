@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--text", help="a sentence describing what a new user wants")
     what.add_argument("--similar", metavar="ITEM", help="items similar to this item id")
     what.add_argument("--add-items", metavar="CSV", type=Path,
-                      help="add the items of this CSV (same columns as the training items) "
-                           "to the run folder, without retraining")
+                      help="add the items of this CSV to the run folder, without "
+                           "retraining: an item_id column, then the training items' columns "
+                           "(categorical values split as in the training data); edges that "
+                           "cannot attach are listed")
     what.add_argument("--add-interactions", metavar="CSV", type=Path,
                       help="add the (user_id, item_id) rows of this CSV to the run folder, "
                            "without retraining (new user ids become users)")

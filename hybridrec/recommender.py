@@ -300,8 +300,8 @@ class Recommender:
         index = self.user_ids.get(str(user_id))
         if index < 0:
             raise UnknownIdError(f"unknown user {user_id!r}: not in the training data nor added "
-                           f"(recommend_for_history folds in a new user; fallback=True gives "
-                           f"popular items)")
+                           f"(recommend_for_history folds in a new user; fallback=True, or "
+                           f"--fallback on the command line, gives popular items)")
         return index
 
     def _item_index(self, item_id: str, what: str = "item") -> int:
