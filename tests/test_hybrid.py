@@ -234,8 +234,9 @@ def test_choose_text_boost_takes_the_best_factor_on_the_metric_and_moves_the_mod
     torch.testing.assert_close(chosen.item[:, :gnn.hidden_channels],
                                tower.item[:, :gnn.hidden_channels])
     assert gnn.cold_text_log_scale.item() == pytest.approx(before + np.log(3.0), abs=1e-6)
-    # Equals: the first (no boost) wins.
-    assert choose_text_boost(gnn, tower, cold, lambda t: 0.0) is not None
+    # Equals: the first factor, 1, wins: the tower and the model stay as they are.
+    torch.testing.assert_close(choose_text_boost(gnn, chosen, cold, lambda t: 0.0).item,
+                               chosen.item)
     assert gnn.cold_text_log_scale.item() == pytest.approx(before + np.log(3.0), abs=1e-6)
 
 
