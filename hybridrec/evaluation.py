@@ -428,7 +428,13 @@ def evaluate(
         "rating_threshold": rating_threshold,
         "tie_seed": tie_seed,
     })
-    log.info("evaluate %s on %s%s (%d users): recall@%d=%s ndcg@%d=%s", type(scorer).__name__,
-             part, ", ranking cold items only" if item_subset == "cold" else "", n, max_k,
-             result[f"recall@{max_k}"], max_k, result[f"ndcg@{max_k}"])
+    # Debug level: training evaluates every epoch, and its own log line says what it found.
+    log.debug("evaluate %s on %s%s (%d users): recall@%d=%s ndcg@%d=%s", type(scorer).__name__,
+              part, ", ranking cold items only" if item_subset == "cold" else "", n, max_k,
+              _rounded(result[f"recall@{max_k}"]), max_k, _rounded(result[f"ndcg@{max_k}"]))
     return result
+
+
+def _rounded(value: float | None) -> float | None:
+    """``value`` to four decimals for a log line (``None``, a mean over no users, kept)."""
+    return None if value is None else round(value, 4)
