@@ -8,6 +8,7 @@ from torch import Tensor
 from torch_geometric.typing import EdgeType
 
 from hybridrec.graph import INTERACTS, REV_INTERACTS
+from hybridrec.scoring import UserItems
 
 
 def edge_batches(num_edges: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
@@ -68,14 +69,17 @@ class KnownPairs:
         self.num_items = num_items
         self.table: Tensor | None = None
         self.keys: Tensor | None = None
+        self.user_items: UserItems | None = None
         if num_users * num_items <= max_dense:
             self.table = torch.zeros(num_users, num_items, dtype=torch.bool)
             self.table[edge_index[0], edge_index[1]] = True
         else:
             self.keys = torch.unique(pair_keys(edge_index[0], edge_index[1], num_items))
-            users = self.keys // num_items
-            self.rowptr = torch.zeros(num_users + 1, dtype=torch.long)
-            self.rowptr[1:] = torch.cumsum(torch.bincount(users, minlength=num_users), 0)
+            # The same pairs by user (the keys are sorted: users in order, items within).
+            indptr = torch.zeros(num_users + 1, dtype=torch.long)
+            indptr[1:] = torch.cumsum(torch.bincount(self.keys // num_items,
+                                                     minlength=num_users), 0)
+            self.user_items = UserItems(indptr, self.keys % num_items, num_items)
 
     def lookup(self, users: Tensor, items: Tensor) -> Tensor:
         """``True`` where ``(users, items)`` is in the set; shapes as :func:`known_pairs`."""
@@ -96,10 +100,7 @@ class KnownPairs:
     def _shared(self, users: Tensor, negatives: Tensor) -> Tensor:
         """``bool [U', K]``: which of the shared ``negatives`` each of ``users`` has."""
         out = torch.zeros(len(users), len(negatives), dtype=torch.bool)
-        start = self.rowptr[users]
-        counts = self.rowptr[users + 1] - start
-        row = torch.repeat_interleave(torch.arange(len(users)), counts)
-        item = self.keys[_ranges(start, counts)] % self.num_items
+        row, item = self.user_items.pairs(users)
         # Each user item against the sorted negatives (a negative may be drawn twice).
         ordered, order = torch.sort(negatives)
         left = torch.searchsorted(ordered, item)
