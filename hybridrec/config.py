@@ -134,14 +134,14 @@ class TrainConfig:
     negatives: Negatives = "auto"
     # Softmax temperature on the scores.
     temperature: float = 0.5
-    # With the learned gate: the share of training pairs held out of every scorer's fit on
-    # which the gate alone is trained (on the scorers' own pairs it prefers whichever
-    # memorises them); the collaborative scorers are refitted on every pair afterwards.
-    gate_holdout: float = 0.1
+    # With the learned gate: the folds of the cross-fit. Every scorer is fitted again on all
+    # folds but one, and the gate learns on the left-out fold's scores (on the scorers' own
+    # pairs it would prefer whichever memorises them), so every training pair trains it and
+    # the scorers it mixes are the ones fitted on every pair.
+    gate_folds: int = 3
     # Upper bound on the gate's epochs (see trainer.train_gate).
     gate_epochs: int = 10
-    # The gate's learning rate as a multiple of lr: it learns from a tenth of the pairs, in a
-    # few epochs.
+    # The gate's learning rate as a multiple of lr: a few hundred weights, a few epochs.
     gate_lr_scale: float = 10.0
     # Fraction of items whose ID embedding and interaction edges are masked per step
     # (simulated cold start, DropoutNet-style).

@@ -253,23 +253,23 @@ def fit_hybrid(
     """The training story, top to bottom: fit each scorer once, then mix them.
 
     1. The graph: training interactions, KG and text features, ablations applied.
-    2. With the learned gate: a share of the training pairs held out of every scorer's fit.
-    3. ALS (closed form) and LightGCN (BPR, early-stopped on validation like the baseline),
+    2. ALS (closed form) and LightGCN (BPR, early-stopped on validation like the baseline),
        fitted and frozen: the collaborative towers.
-    4. The GNN scorer, trained by link prediction and early-stopped on the validation metric
-       of the *fixed* mix with the frozen towers of step 3 (with ``mix_search``: on its own
+    3. The GNN scorer, trained by link prediction and early-stopped on the validation metric
+       of the *fixed* mix with the frozen towers of step 2 (with ``mix_search``: on its own
        validation metric, and then its share of the mix is chosen on validation,
        :data:`MIX_SHARES`). Where validation has positives on cold items, their text boost
        is chosen on ranking them among themselves (:func:`choose_text_boost`).
-    5. With the learned gate: the gate learns on the held-out pairs and is kept only where it
-       beats the fixed mix on validation; then ALS and LightGCN are refitted on every pair
-       (LightGCN for its best epoch count) and the GNN tower is read off the whole graph.
-    6. With ``cold_start``: the stage for items without ID signal (:func:`fit_cold_start`),
+    4. With the learned gate: every scorer is fitted again on ``gate_folds - 1`` of
+       ``gate_folds`` folds of the training pairs (for the epochs of steps 2 and 3), and the
+       gate learns on each left-out fold's scores (:func:`cross_fit`); it is kept only where
+       it beats the fixed mix of steps 2 and 3 on validation.
+    5. With ``cold_start``: the stage for items without ID signal (:func:`fit_cold_start`),
        kept only where it beats the plain mix on validation.
 
     Under ``torchrun`` (:mod:`hybridrec.distributed`) every rank trains the GNN on its share
     of the pairs; rank 0 alone fits the collaborative scorers, validates and mixes, and the
-    other ranks return after step 4.
+    other ranks return after step 3.
 
     Args:
         config: the run configuration (its ``data`` part is not read here).
@@ -302,36 +302,34 @@ def fit_hybrid(
     every_pair = graph[INTERACTS].edge_index
     metric = _validation_metric(dataset, split, train_cfg.valid_metric, device)
 
-    # 2. The gate's held-out pairs (seeded apart from the run, so a resumed run holds out the
-    # same), out of every scorer's fit.
-    use_gate = model_cfg.use_gate and model_cfg.use_mf and train_cfg.gate_holdout > 0
-    fit_pairs, held_out = every_pair, None
-    if use_gate:
-        perm = torch.randperm(every_pair.size(1), generator=torch.Generator().manual_seed(0))
-        n_held = int(round(train_cfg.gate_holdout * every_pair.size(1)))
-        held_out, fit_pairs = every_pair[:, perm[:n_held]], every_pair[:, perm[n_held:]]
-    fit_graph = graph if held_out is None else _with_interactions(graph, fit_pairs)
+    use_gate = model_cfg.use_gate and model_cfg.use_mf
+    if use_gate and train_cfg.gate_folds < 2:
+        raise ValueError(f"fit_hybrid: the gate's cross-fit needs gate_folds >= 2, got "
+                         f"{train_cfg.gate_folds}")
+    ranks = distributed.current()
+    if use_gate and ranks.active:
+        raise ValueError("fit_hybrid: the learned gate is single-process (its cross-fit trains "
+                         "the GNN again in one process)")
 
-    # 3. The collaborative towers, fitted once and frozen.
+    # 2. The collaborative towers, fitted once and frozen.
     seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
     towers: dict[str, Tower] = {}
     scorers: dict[str, Any] = {}
     lightgcn_epochs = 0
     # Under torchrun the other ranks only help train the GNN: rank 0 validates and mixes.
-    ranks = distributed.current()
     if model_cfg.use_mf and ranks.is_main:
         with _timed(seconds, "als"):
             towers["als"], scorers["als"] = _als_tower(
-                model_cfg, fit_pairs, num_users, num_items, seed, device, checkpoint_dir, resume)
+                model_cfg, every_pair, num_users, num_items, seed, device, checkpoint_dir, resume)
         if model_cfg.mf_lightgcn_channels:
             with _timed(seconds, "lightgcn"):
                 towers["lightgcn"], lightgcn_epochs, scorers["lightgcn"] = _lightgcn_tower(
-                    model_cfg, fit_pairs, num_users, num_items, seed, device, metric,
+                    model_cfg, every_pair, num_users, num_items, seed, device, metric,
                     checkpoint_dir, resume)
-    user_degree = degree(fit_pairs[0], num_users)
-    item_degree = degree(fit_pairs[1], num_items)
+    user_degree = degree(every_pair[0], num_users)
+    item_degree = degree(every_pair[1], num_items)
 
-    # 4. The GNN scorer, early-stopped on the fixed mix; with mix_search, on its own
+    # 3. The GNN scorer, early-stopped on the fixed mix; with mix_search, on its own
     # validation metric, and the mix's weights are chosen on validation afterwards.
     search = model_cfg.mix_search and bool(towers) and not use_gate and metric is not None
 
@@ -347,10 +345,10 @@ def fit_hybrid(
     negatives = train_cfg.negatives
     warm = negatives == "warm" or (negatives == "auto" and len(split.cold_items) > 0)
     with _timed(seconds, "gnn"):
-        result = train_gnn(gnn, fit_graph, validate=validate, generator=generator,
+        result = train_gnn(gnn, graph, validate=validate, generator=generator,
                            device=device, checkpoint_dir=checkpoint_dir, resume=resume,
                            warm_negatives=warm, **train_kwargs(train_cfg))
-        tower = TrainedGNN(gnn, *graph_inputs(fit_graph, device)).tower()
+        tower = TrainedGNN(gnn, *graph_inputs(graph, device)).tower()
         if not ranks.is_main:
             return HybridFit(gnn, mix_with(tower), graph, result, None, False, 0, seconds,
                              None, {})
@@ -366,13 +364,17 @@ def fit_hybrid(
         share = _best_share(metric, mix_with, tower, MIX_SHARES)[1] if search else None
         mix = mix_with(tower, share=share)
 
-    # 5. The optional gate, then the final refit on every pair.
+    # 4. The optional gate, learned on out-of-fold scores of every training pair.
     gate_fit, kept = None, False
     if use_gate:
         gate = ScoreGate(3, model_cfg.gate_hidden, mix.fixed_gate).to(device)
+        with _timed(seconds, "gate folds"):
+            folds = cross_fit(config, graph, gnn, mix, gate, seed=seed, device=device,
+                              gnn_epochs=result.best_epoch or len(result.history),
+                              lightgcn_epochs=lightgcn_epochs, warm_negatives=warm)
         mix = mix_with(mix.towers["gnn"], gate)
         with _timed(seconds, "gate"):
-            gate_fit = train_gate(mix, held_out, every_pair, validate=metric,
+            gate_fit = train_gate(mix, folds, every_pair, validate=metric,
                                   epochs=train_cfg.gate_epochs,
                                   lr=train_cfg.lr * train_cfg.gate_lr_scale,
                                   num_negatives=train_cfg.num_negatives,
@@ -382,20 +384,9 @@ def fit_hybrid(
         if not kept:
             log.info("The learned gate did not beat the fixed mix on validation (%.4f): "
                      "keeping the fixed mix", gate_fit[1])
-        with _timed(seconds, "refit"):
-            towers["als"], scorers["als"] = _als_tower(
-                model_cfg, every_pair, num_users, num_items, seed, device,
-                warn=False)  # warned about at the first fit
-            if "lightgcn" in towers:
-                towers["lightgcn"], _, scorers["lightgcn"] = _lightgcn_tower(
-                    model_cfg, every_pair, num_users, num_items, seed, device, None,
-                    epochs=lightgcn_epochs)
-            user_degree = degree(every_pair[0], num_users)
-            item_degree = degree(every_pair[1], num_items)
-            gnn_tower = TrainedGNN(gnn, *graph_inputs(graph, device)).tower()
-            mix = mix_with(gnn_tower, gate if kept else None)
+            mix = mix_with(mix.towers["gnn"])
 
-    # 6. Items without ID signal.
+    # 5. Items without ID signal.
     cold_start = None
     if model_cfg.cold_start:
         missing = [what for what, ok in (("a validation part", metric is not None),
@@ -409,6 +400,49 @@ def fit_hybrid(
     log.info("Hybrid fitted: %s", ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items()))
     return HybridFit(gnn, mix, graph, result, gate_fit, kept, lightgcn_epochs, seconds,
                      cold_start, scorers)
+
+
+def cross_fit(config: RunConfig, graph: HeteroData, gnn: GNNScorer, mix: Mix, gate: ScoreGate,
+              *, seed: int, device: torch.device, gnn_epochs: int, lightgcn_epochs: int,
+              warm_negatives: bool) -> list[tuple[Mix, Tensor]]:
+    r"""The gate's training data: for each of ``gate_folds`` folds of the training pairs
+    (shuffled with a fixed seed), the fold's pairs ``[2, n_k]`` and a :class:`Mix` of the same
+    scorers fitted without them, sharing ``gate``.
+
+    The scorers are refitted as the run fitted them, without validation: the GNN (from fresh
+    weights, ``gnn_epochs`` epochs, with ``gnn``'s cold items' text boost), ALS, and LightGCN
+    for ``lightgcn_epochs``; the mix's weights are ``mix``'s. A fold's degrees are scaled by
+    :math:`K / (K - 1)`, so that the gate reads the log-degrees of the model it will gate.
+    """
+    model_cfg, train_cfg = config.model, config.train
+    every_pair = graph[INTERACTS].edge_index
+    k = train_cfg.gate_folds
+    num_users, num_items = mix.num_users, mix.num_items
+    order = torch.randperm(every_pair.size(1), generator=torch.Generator().manual_seed(0))
+    folds = []
+    for fold in range(k):
+        held = torch.zeros(every_pair.size(1), dtype=torch.bool)
+        held[order[fold::k]] = True
+        rest = every_pair[:, ~held]
+        fold_graph = _with_interactions(graph, rest)
+        scorer = GNNScorer.from_config(model_cfg, graph)
+        train_gnn(scorer, fold_graph, generator=torch.Generator().manual_seed(seed + fold),
+                  device=device, warm_negatives=warm_negatives,
+                  **{**train_kwargs(train_cfg), "epochs": gnn_epochs, "show_progress": False})
+        with torch.no_grad():
+            scorer.cold_text_log_scale.copy_(gnn.cold_text_log_scale)
+        towers = {"gnn": TrainedGNN(scorer, *graph_inputs(fold_graph, device)).tower()}
+        towers["als"] = _als_tower(model_cfg, rest, num_users, num_items, seed, device,
+                                   warn=False)[0]
+        if "lightgcn" in mix.towers:
+            towers["lightgcn"] = _lightgcn_tower(model_cfg, rest, num_users, num_items, seed,
+                                                 device, None, epochs=lightgcn_epochs)[0]
+        scale = k / (k - 1)
+        folds.append((Mix(towers, degree(rest[0], num_users) * scale,
+                          degree(rest[1], num_items) * scale, weights=mix.weights,
+                          gate=gate).to(device), every_pair[:, held]))
+        log.info("Gate cross-fit: fold %d of %d fitted", fold + 1, k)
+    return folds
 
 
 #: The factors of the cold items' text boost that :func:`choose_text_boost` tries. Capped:

@@ -199,6 +199,9 @@ def config_from_args(args: argparse.Namespace, given: set[str]) -> RunConfig:
         raise ValueError(f"--fanouts: one number >= 1 per GNN layer ({layers}), outermost "
                          f"first, e.g. {','.join(['10'] * layers)}; got "
                          f"{','.join(map(str, fanouts))}")
+    if config.model.use_gate and config.train.gate_folds < 2:
+        raise ValueError(f"train.gate_folds: 2 or more folds for the gate's cross-fit, got "
+                         f"{config.train.gate_folds}")
     return dataclasses.replace(config, data=resolve_paths(config.data))
 
 
@@ -391,6 +394,10 @@ def _train(config: RunConfig, args: argparse.Namespace, buffer: io.StringIO) -> 
         raise DataError("command line", "--resume in one process: a torchrun run's checkpoint "
                                         "continues with python -m hybridrec.train --resume and "
                                         "the same flags; got --resume under torchrun")
+    if config.model.use_gate and distributed.launched():
+        raise DataError("command line", "--gate in one process: its cross-fit trains the GNN "
+                                        "again on each fold, in rank 0 alone; got --gate under "
+                                        "torchrun")
     ranks = distributed.init(device)
     try:
         return _train_ranked(config, args, buffer, ranks, started, timings,

@@ -555,7 +555,7 @@ def train_gnn(
 
 def train_gate(
     mix: Mix,
-    held_out: Tensor,
+    folds: list[tuple[Mix, Tensor]],
     every_pair: Tensor,
     *,
     validate: Callable[[Mix], float] | None = None,
@@ -568,21 +568,26 @@ def train_gate(
     generator: torch.Generator | None = None,
     show_progress: bool = True,
 ) -> tuple[TrainResult, float]:
-    r"""Train ``mix.gate`` on ``held_out`` (user, item) pairs ``[2, H]`` that its towers never
-    saw, with the towers frozen; keep it only where it beats the fixed mix on ``validate``.
+    r"""Train ``mix.gate`` on out-of-fold scores: ``folds`` pairs each fold's (user, item)
+    pairs ``[2, n_k]`` with a mix of towers fitted without them and the same gate
+    (:func:`~hybridrec.pipeline.cross_fit`; a single ``(mix, held_out)`` is a hold-out). The
+    towers stay frozen; the gate is kept only where ``mix`` with it beats the fixed mix on
+    ``validate``.
 
     The loss is the sampled softmax of the mixed score with the gate's own learned temperature
     (a fixed sharp one lets the tower with the longer upper tail of standardised scores win
-    every pair). A random ``cold_start_fraction`` of items per step lose their ID signal (the
-    ID towers' rows and their degree), so the gate learns where to lean on the GNN.
+    every pair), over uniform negatives with each user's training items (``every_pair``)
+    masked. A random ``cold_start_fraction`` of items per step lose their ID signal (the ID
+    towers' rows and their degree), so the gate learns where to lean on the GNN. Each step
+    takes its pairs from one fold, the folds' steps shuffled together.
 
     Returns:
         The history, and the fixed mix's validation score (the gate is reset to the fixed mix
         when no trained epoch beats it).
     """
     gate = mix.gate
-    if gate is None:
-        raise ValueError("train_gate: the mix has no gate")
+    if gate is None or any(fold.gate is not gate for fold, _ in folds):
+        raise ValueError("train_gate: the mix and every fold's mix need the same gate")
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     device = mix.device
     known = KnownPairs(every_pair, mix.num_users, mix.num_items)
@@ -594,16 +599,20 @@ def train_gate(
     id_towers = mix.names[1:]
     for epoch in range(1, epochs + 1):
         t0, total, steps = time.perf_counter(), 0.0, 0
-        for rows in edge_batches(held_out.size(1), batch_size, generator):
-            users, items = held_out[0, rows].to(device), held_out[1, rows].to(device)
+        batches = [(fold, rows) for fold, (_, pairs) in enumerate(folds)
+                   for rows in edge_batches(pairs.size(1), batch_size, generator)]
+        for n in torch.randperm(len(batches), generator=generator).tolist():
+            fold, rows = batches[n]
+            scorer, pairs = folds[fold]
+            users, items = pairs[0, rows].to(device), pairs[1, rows].to(device)
             negatives = uniform_items(mix.num_items, (1, num_negatives), generator).to(device)
-            cold = cold_item_mask(mix.item_degree, cold_start_fraction, generator).to(device)
+            cold = cold_item_mask(scorer.item_degree, cold_start_fraction, generator).to(device)
             gate.train()
             optimizer.zero_grad(set_to_none=True)
-            with _masked_items(mix, cold, id_towers):
-                user_gate, item_gate = mix.gate_logits()
+            with _masked_items(scorer, cold, id_towers):
+                user_gate, item_gate = scorer.gate_logits()
                 distinct, row = users.unique(return_inverse=True)
-                full = mix.mixed(distinct, user_gate, item_gate)  # [U', I]
+                full = scorer.mixed(distinct, user_gate, item_gate)  # [U', I]
             pos = full[row, items]
             neg = full.index_select(1, negatives[0]).index_select(0, row)  # [B, K]
             mask = known_pairs(users, negatives.cpu(), known, mix.num_items).to(device)

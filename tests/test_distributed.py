@@ -81,3 +81,14 @@ def test_resume_under_torchrun_is_refused_with_the_command_that_works(monkeypatc
     with pytest.raises(DataError, match="python -m hybridrec.train --resume"):
         main(DATA + SETTINGS + ["--resume", "--out", str(tmp_path / "run")])
     assert not (tmp_path / "run").exists()
+
+
+def test_the_learned_gate_under_torchrun_is_refused(monkeypatch, tmp_path):
+    """Its cross-fit trains the GNN again in rank 0 alone, which DDP's collectives would hang."""
+    from hybridrec.data.errors import DataError
+    from hybridrec.train import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DataError, match="--gate in one process"):
+        main(DATA + SETTINGS + ["--gate", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run").exists()

@@ -95,22 +95,46 @@ def test_the_story_fits_each_scorer_once_and_mixes_them(tmp_path):
         fit_hybrid(config, dataset, split, features, checkpoint_dir=tmp_path, resume=True)
 
 
-def test_with_the_gate_the_held_out_pairs_train_it_and_every_pair_refits_the_cf_side():
+def test_the_gate_is_cross_fitted_on_every_pair_and_gates_the_scorers_fitted_on_all():
+    from torch_geometric.utils import degree
+
+    from hybridrec.graph import INTERACTS
+    from hybridrec.models import ScoreGate
+    from hybridrec.pipeline import cross_fit
     from hybridrec.testing import checkerboard
 
     board = checkerboard(12)
     dataset, features = board_data(board)
     config = TestHybrid().make_scorer("cpu")
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, use_gate=True),
-                                 train=dataclasses.replace(config.train, gate_holdout=0.2,
+                                 train=dataclasses.replace(config.train, gate_folds=2,
                                                            gate_epochs=2))
     split = dataclasses.replace(board.split, valid=board.split.test)
     fit = fit_hybrid(config, dataset, split, features)
     history, fixed = fit.gate
     assert len(history.history) >= 1 and np.isfinite(fixed)
     assert (fit.mix.gate is not None) == fit.gate_kept
-    # The final degrees count every training pair, not only the scorers' 80 %.
+    # The scorers it gates are the fixed mix's, fitted on every training pair.
+    plain = fit_hybrid(dataclasses.replace(config, model=dataclasses.replace(
+        config.model, use_gate=False)), dataset, split, features)
+    for name, tower in plain.mix.towers.items():
+        torch.testing.assert_close(fit.mix.towers[name].item, tower.item)
     assert int(fit.mix.item_degree.sum()) == len(board.train)
+    # The folds: every training pair once, each fold's mix fitted without its pairs.
+    gate = ScoreGate(3, 8, fit.mix.fixed_gate)
+    folds = cross_fit(config, fit.graph, fit.gnn, plain.mix, gate, seed=0, device="cpu",
+                      gnn_epochs=1, lightgcn_epochs=1, warm_negatives=False)
+    every = fit.graph[INTERACTS].edge_index
+    held = torch.cat([pairs for _, pairs in folds], 1)
+    assert sorted(map(tuple, held.t().tolist())) == sorted(map(tuple, every.t().tolist()))
+    n = dataset.num_items
+    for mix, pairs in folds:
+        assert mix.gate is gate
+        rest = degree(every[1], n) - degree(pairs[1], n)
+        torch.testing.assert_close(mix.item_degree, rest * 2)  # scaled by K / (K - 1)
+        assert float(mix.towers["als"].item[rest == 0].abs().sum()) == 0
+        assert not torch.allclose(mix.towers["als"].item, plain.mix.towers["als"].item)
+        assert not torch.allclose(mix.towers["gnn"].item, plain.mix.towers["gnn"].item)
 
 
 def test_a_resume_refits_what_a_kill_left_half_saved(tmp_path):

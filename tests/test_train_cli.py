@@ -291,6 +291,16 @@ def test_mix_search_stops_the_gnn_on_its_own_metric_and_says_so(tmp_path, capsys
     assert RunConfig.load(out / "config.json").model.mix_search
 
 
+def test_a_gate_cross_fit_of_fewer_than_two_folds_stops_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(DATA + SMALL + ["--gate", "--set", "train.gate_folds=1", "--out",
+                             str(tmp_path / "run")])
+    assert stopped.value.code == 2
+    assert "train.gate_folds: 2 or more folds for the gate's cross-fit, got 1" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("fanouts", ["5", "5,0", "5,5,5"])
 def test_fanouts_that_do_not_fit_the_layers_stop_before_anything_runs(tmp_path, capsys, fanouts):
     with pytest.raises(SystemExit) as stopped:
