@@ -11,7 +11,7 @@ Each part writes ``benchmarks/results/speed/<part>.json``.
   process, with the data and text caches warm (a first run fills them) and, with
   ``--cold-cache``, with an empty cache folder; wall time, peak RSS of the largest process,
   and the run's own breakdown by phase (``run.json``: text, each scorer's fit, the GNN's
-  epochs, gate, refit, evaluation, the wait for the baseline table), plus the GNN's seconds
+  epochs, gate folds, gate, evaluation, the wait for the baseline table), plus the GNN's seconds
   per epoch and the load average around the run (another process on the two cores shows).
 * **scale**: the ml-100k training graph with every user replicated 2x and 4x (the same
   histories, features and attribute edges under new ids: 2x and 4x the interactions, the

@@ -228,11 +228,18 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+#: Keys of earlier versions that only steered training, dropped when read so that the runs
+#: saved with them still load (their models do not depend on them).
+RETIRED_KEYS = {"TrainConfig": {"gate_holdout"}}  # replaced by the gate's cross-fit
+
+
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected an object, got {data!r}")
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    retired = RETIRED_KEYS.get(cls.__name__, set())
+    data = {k: v for k, v in data.items() if k not in retired}
     unknown = [k for k in data if k not in names]
     if unknown:
         raise ValueError(f"{where}: unknown key {unknown[0]!r}; valid keys are {', '.join(names)}")

@@ -22,6 +22,15 @@ within the full ranking (only cold positives are relevant, users with a cold pos
 averaged). ``item_subset="cold"`` instead ranks only among cold items (other items' scores set to
 :math:`-\infty`): the cold-start question "given a new item, which users want it?".
 
+**The catalogue as of validation** (splits cut by time: temporal, leave-last-out): validation
+ranks only the items with an interaction in the training or validation part, the catalogue as
+the log knows it by then. Items first interacted with later (new releases of the test period)
+would otherwise all be cold items that cannot be relevant yet, and validation would teach model
+selection to keep new items out of the lists. Test ranks every item. The rule reads nothing of
+the test part; it is a proxy for release dates (each user's history is cut at its own time),
+and items no one interacted with are left out of validation too, though test ranks them. Other
+splits rank every item in both parts (:func:`released_items`).
+
 **Ties** (equal scores) are ordered per user by a seeded hash (:func:`tie_keys`), so a model
 that scores many items alike gets chance-level credit, not credit for item-index order.
 
@@ -253,6 +262,20 @@ def _sizes(data: Dataset | tuple[int, int]) -> tuple[int, int]:
     return int(num_users), int(num_items)
 
 
+#: Splits whose parts follow each user's time: validation ranks the catalogue as of then.
+TIMED_SPLITS = ("temporal", "leave-last-out")
+
+
+def released_items(split: Split, part: Part, num_items: int) -> np.ndarray | None:
+    """``bool [num_items]``: the items validation ranks on a split cut by time (those with a
+    training or validation interaction); ``None`` where every item is ranked (the test part,
+    and other splits)."""
+    if split.kind not in TIMED_SPLITS or part != "valid":
+        return None
+    return (np.bincount(split.train.item_index, minlength=num_items)
+            + np.bincount(split.valid.item_index, minlength=num_items)) > 0
+
+
 def _pair_keys(inter: UserItems) -> np.ndarray:
     lengths = (inter.indptr[1:] - inter.indptr[:-1]).numpy()
     users = np.repeat(np.arange(inter.num_users), lengths)
@@ -281,7 +304,8 @@ def evaluate(
         data: the :class:`Dataset`, or ``(num_users, num_items)``.
         split: the split the scorer was trained on (its ``train`` part).
         part: ``"valid"`` or ``"test"`` (default: ``"test"``). Testing masks training and
-            validation items; validating masks training items.
+            validation items; validating masks training items (and, on a split cut by time,
+            ranks only the items interacted with by then: :func:`released_items`).
         ks: cut-offs (default: ``(10, 20)``).
         batch_size: users scored at once (default: 1024).
         device: where to rank (default: CUDA when present, else CPU).
@@ -351,7 +375,11 @@ def evaluate(
     truth = UserItems.from_pairs(truth_keys // num_items, truth_keys % num_items,
                                  num_users, num_items)
     users = torch.nonzero(truth.counts() > 0).flatten()
-    candidates = torch.from_numpy(cold).to(device) if item_subset == "cold" else None
+    released = released_items(split, part, num_items)
+    allowed = cold if item_subset == "cold" else None
+    if released is not None:
+        allowed = released if allowed is None else allowed & released
+    candidates = None if allowed is None else torch.from_numpy(allowed).to(device)
 
     # 3. Rank batch by batch and accumulate.
     seen, truth = seen.to(device), truth.to(device)
@@ -421,7 +449,7 @@ def evaluate(
         "users_skipped": num_users - n,
         "positives": int(len(truth)),
         "positives_masked": masked,
-        "candidate_items": int(cold.sum()) if item_subset == "cold" else num_items,
+        "candidate_items": num_items if allowed is None else int(allowed.sum()),
         "part": part,
         "ks": ks,
         "item_subset": item_subset,

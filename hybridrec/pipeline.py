@@ -198,7 +198,7 @@ class HybridFit:
         gate_kept: whether validation kept the trained gate (else the mix is the fixed one).
         lightgcn_epochs: the LightGCN's epochs (0 without).
         seconds: wall time of each phase: ``graph``, ``als``, ``lightgcn``, ``gnn`` (its
-            epochs and their validation), ``gate``, ``refit`` (the final fits on every pair),
+            epochs and their validation), ``gate_folds`` (the gate's cross-fit), ``gate``,
             ``cold`` (the cold-start stage's search).
         cold_start: the cold-start stage's search (:func:`fit_cold_start`; ``None``: none).
         collaborative: the fitted ALS and LightGCN behind the mix's towers, on every training
@@ -303,6 +303,9 @@ def fit_hybrid(
     metric = _validation_metric(dataset, split, train_cfg.valid_metric, device)
 
     use_gate = model_cfg.use_gate and model_cfg.use_mf
+    if use_gate and metric is None:
+        log.warning("gate: no learned gate without a validation part to keep it by")
+        use_gate = False
     if use_gate and train_cfg.gate_folds < 2:
         raise ValueError(f"fit_hybrid: the gate's cross-fit needs gate_folds >= 2, got "
                          f"{train_cfg.gate_folds}")
@@ -368,7 +371,7 @@ def fit_hybrid(
     gate_fit, kept = None, False
     if use_gate:
         gate = ScoreGate(3, model_cfg.gate_hidden, mix.fixed_gate).to(device)
-        with _timed(seconds, "gate folds"):
+        with _timed(seconds, "gate_folds"):
             folds = cross_fit(config, graph, gnn, mix, gate, seed=seed, device=device,
                               gnn_epochs=result.best_epoch or len(result.history),
                               lightgcn_epochs=lightgcn_epochs, warm_negatives=warm)
@@ -412,12 +415,19 @@ def cross_fit(config: RunConfig, graph: HeteroData, gnn: GNNScorer, mix: Mix, ga
     The scorers are refitted as the run fitted them, without validation: the GNN (from fresh
     weights, ``gnn_epochs`` epochs, with ``gnn``'s cold items' text boost), ALS, and LightGCN
     for ``lightgcn_epochs``; the mix's weights are ``mix``'s. A fold's degrees are scaled by
-    :math:`K / (K - 1)`, so that the gate reads the log-degrees of the model it will gate.
+    :math:`K / (K - 1)`, so that the gate reads the log-degrees of the model it will gate;
+    its other signals, the norms of the GNN's and ALS's vectors, are read as they are (towers
+    fitted on fewer pairs may be shorter). With ``data.user_history`` the users' texts name
+    their training items, held-out ones included, and the folds' scores are optimistic (a
+    warning says so).
     """
     model_cfg, train_cfg = config.model, config.train
     every_pair = graph[INTERACTS].edge_index
     k = train_cfg.gate_folds
     num_users, num_items = mix.num_users, mix.num_items
+    if config.data.user_history:
+        log.warning("gate: the users' texts name their training items (data.user_history), "
+                    "held-out folds included, so the gate learns on optimistic scores")
     order = torch.randperm(every_pair.size(1), generator=torch.Generator().manual_seed(0))
     folds = []
     for fold in range(k):
@@ -425,7 +435,9 @@ def cross_fit(config: RunConfig, graph: HeteroData, gnn: GNNScorer, mix: Mix, ga
         held[order[fold::k]] = True
         rest = every_pair[:, ~held]
         fold_graph = _with_interactions(graph, rest)
-        scorer = GNNScorer.from_config(model_cfg, graph)
+        with torch.random.fork_rng(devices=[]):  # fresh weights from the seed alone
+            torch.manual_seed(seed + fold)
+            scorer = GNNScorer.from_config(model_cfg, graph)
         train_gnn(scorer, fold_graph, generator=torch.Generator().manual_seed(seed + fold),
                   device=device, warm_negatives=warm_negatives,
                   **{**train_kwargs(train_cfg), "epochs": gnn_epochs, "show_progress": False})

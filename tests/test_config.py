@@ -22,6 +22,15 @@ def test_missing_keys_keep_defaults():
     assert config.train.epochs == 3 and config.model == ModelConfig()
 
 
+def test_a_retired_training_key_of_an_earlier_run_is_dropped():
+    """Runs saved with the gate's former hold-out share still load (it only steered training);
+    in a model section the same key is unknown."""
+    config = RunConfig.from_dict({"train": {"gate_holdout": 0.1, "epochs": 3}})
+    assert config.train.epochs == 3 and "gate_holdout" not in config.to_dict()["train"]
+    with pytest.raises(ValueError, match="config.model: unknown key 'gate_holdout'"):
+        RunConfig.from_dict({"model": {"gate_holdout": 0.1}})
+
+
 @pytest.mark.parametrize("data, message", [
     ({"trian": {}}, "unknown key 'trian'; valid keys are data, model, train"),
     ({"train": {"learning_rate": 1}}, "config.train: unknown key 'learning_rate'; valid keys are "

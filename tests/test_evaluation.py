@@ -237,6 +237,39 @@ def test_cold_shares_compare_exposure_with_demand():
     assert warm_first["share@5"] == 0.0 and warm_first["positive_share"] > 0
 
 
+@pytest.mark.parametrize("kind", ["temporal", "leave-last-out"])
+def test_validation_of_a_split_cut_by_time_ranks_the_items_interacted_with_by_then(kind):
+    """On a split cut by time, items without a training or validation interaction (new in the
+    test part, or never interacted with) are not in the validation's catalogue, nor in its
+    cold-only ranking; the test ranks them."""
+    shape, split, _ = _random_split(seed=12, cold=np.arange(70, 80))
+    # Items 75..79 appear in test alone: releases after validation.
+    later = np.isin(split.valid.item_index, np.arange(75, 80))
+    split = Split(kind, split.train, split.valid.select(~later), split.test)
+    count = lambda inter: np.bincount(inter.item_index, minlength=shape[1])  # noqa: E731
+    known = count(split.train) + count(split.valid) > 0
+    assert not known[75:].any()
+    cold = count(split.train) == 0
+    # The unknown items first, the other cold items last.
+    scores = np.random.default_rng(1).random(shape) + 10 * ~known[None, :] \
+        - 10 * (cold & known)[None, :]
+    valid = evaluate(TableScorer(scores), shape, split, part="valid", ks=(5,), device="cpu")
+    assert valid["candidate_items"] == int(known.sum())
+    assert valid["cold"]["share@5"] == 0.0  # the unknown items would have taken every slot
+    expected, _ = _reference(np.where(known[None, :], scores, -np.inf), split, shape, (5,),
+                             part="valid")
+    assert valid["ndcg@5"] == pytest.approx(expected["ndcg@5"])
+    cold_only = evaluate(TableScorer(scores), shape, split, part="valid", ks=(3,),
+                         item_subset="cold", device="cpu")
+    assert cold_only["candidate_items"] == int((cold & known).sum())
+    test = evaluate(TableScorer(scores), shape, split, part="test", ks=(5,), device="cpu")
+    assert test["candidate_items"] == shape[1] and test["cold"]["share@5"] > 0
+    # Without a timeline (any other split) validation ranks every item.
+    manual = Split("manual", split.train, split.valid, split.test)
+    assert evaluate(TableScorer(scores), shape, manual, part="valid", ks=(5,),
+                    device="cpu")["candidate_items"] == shape[1]
+
+
 def test_cold_mode_without_cold_items_raises():
     shape, split, _ = _random_split(num_users=30, num_items=5, density=0.9, seed=14)
     with pytest.raises(ValueError, match="every item has training interactions"):

@@ -222,8 +222,8 @@ def test_train_gate_is_kept_only_where_it_beats_the_fixed_mix(validate_value, ke
     pairs = torch.stack([torch.arange(12), torch.arange(12)])
     fixed_state = {k: v.clone() for k, v in mix.gate.state_dict().items()}
     # Without validate the trained gate is always kept; with a flat validation it never is.
-    result, _ = train_gate(mix, [(mix, pairs)], pairs, validate=validate_value, epochs=30, batch_size=12,
-                           lr=0.05, num_negatives=12, cold_start_fraction=0.0,
+    result, _ = train_gate(mix, [(mix, pairs)], pairs, validate=validate_value, epochs=30,
+                           batch_size=12, lr=0.05, num_negatives=12, cold_start_fraction=0.0,
                            show_progress=False)
     same = all(torch.equal(v, fixed_state[k]) for k, v in mix.gate.state_dict().items())
     assert same is (not kept)
