@@ -668,10 +668,6 @@ def train_kwargs(config: TrainConfig) -> dict[str, object]:
     return {name: getattr(config, name) for name in names}
 
 
-# ---------------------------------------------------------------------------------------------
-# Checkpoints: one safetensors file (tensors + JSON metadata), written to *.tmp then replaced.
-
-
 def gnn_optimizer(model: GNNScorer, lr: float) -> torch.optim.Adam:
     """Adam over ``model``'s parameters on its device, fused where torch has the kernel there:
     one pass per parameter instead of a chain of whole-tensor temporaries, which matters for
@@ -682,6 +678,10 @@ def gnn_optimizer(model: GNNScorer, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except RuntimeError:  # no fused kernel for this device in this torch
         return torch.optim.Adam(params, lr=lr)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: one safetensors file (tensors + JSON metadata), written to *.tmp then replaced.
 
 
 def _save_checkpoint(path: Path, model: GNNScorer, optimizer: torch.optim.Optimizer,

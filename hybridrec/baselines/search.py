@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 FitFn = Callable[[BaseScorer, Callback | None], BaseScorer]
 
 
+_CAPPED_LOGGED: set[tuple[str, int]] = set()
+
+
 def capped_metric(metric: str, num_items: int) -> tuple[str, int]:
     """``(name, k)`` of a validation metric such as ``"ndcg@20"`` on a catalogue of
     ``num_items``: a cut-off larger than the catalogue ranks all of it (``"ndcg@13"``), as the
@@ -51,7 +54,9 @@ def capped_metric(metric: str, num_items: int) -> tuple[str, int]:
     if k < 1:
         raise ValueError(f"valid_metric {metric!r}: the cut-off must be at least 1")
     if k > num_items:
-        log.info("valid_metric %s on %d items: using @%d", metric, num_items, num_items)
+        if (metric, num_items) not in _CAPPED_LOGGED:  # once: every scorer's validation asks
+            _CAPPED_LOGGED.add((metric, num_items))
+            log.info("valid_metric %s on %d items: using @%d", metric, num_items, num_items)
         return f"{base}@{num_items}", num_items
     return metric, k
 
