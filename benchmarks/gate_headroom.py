@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gate_headroom",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--runs", required=True, help="run folders, comma-separated")
-    parser.add_argument("--out", default="benchmarks/out/gate", help="output folder")
+    parser.add_argument("--out", default="benchmarks/out/gate",
+                        help="output folder (default: benchmarks/out/gate)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     runs = [sweep(folder) for folder in args.runs.split(",")]

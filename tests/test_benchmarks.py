@@ -89,6 +89,8 @@ def test_cold_start_benchmark_compares_the_three_ways_on_a_cold_split_run(tmp_pa
     for variant in VARIANTS:
         test = one[variant]["test"]
         assert 0 <= test["cold share"] <= 1 and 0 < test["cold positive share"] <= 1
+        # Slots on cold items without a test positive are some of the cold items' slots.
+        assert 0 <= test["idle cold share"] <= test["cold share"] + 1e-9
     # Without a kept stage, "stage" is the plain mix itself.
     if not one["stage_search"]["kept"]:
         assert one["stage"]["test"] == one["plain"]["test"]
