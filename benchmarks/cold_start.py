@@ -38,25 +38,6 @@ COLUMNS = (("valid", "ndcg"), ("test", "ndcg"), ("test", "recall"), ("test", "co
            ("test", "cold-only recall"))
 
 
-def _idle_cold_share(run: Any, part: str, k: int) -> float:
-    """The share of the top-``k`` slots (users with a positive in ``part``, their seen items
-    masked as the evaluator masks them) taken by cold items without a positive in ``part``:
-    on a cold-item split, the other part's cold items, which cannot be relevant there."""
-    import numpy as np
-
-    from hybridrec.evaluation import recommend_topk
-    from hybridrec.scoring import UserItems
-
-    split, (num_users, num_items) = run.split, (run.dataset.num_users, run.dataset.num_items)
-    count = lambda inter: np.bincount(inter.item_index, minlength=num_items)  # noqa: E731
-    target = getattr(split, part)
-    idle = (count(split.train) == 0) & (count(target) == 0)
-    seen = UserItems.from_interactions([split.train] + ([split.valid] if part == "test" else []),
-                                       num_users, num_items)
-    users = torch.from_numpy(np.unique(target.user_index))
-    _, top = recommend_topk(run.scorer, users, k, seen, tie_seed=0)
-    return float(idle[top.numpy()].mean())
-
 
 def _figures(run: Any, part: str, k: int) -> dict[str, float]:
     """The figures of :data:`COLUMNS` at cut-off ``k``."""
@@ -66,12 +47,12 @@ def _figures(run: Any, part: str, k: int) -> dict[str, float]:
     cold = full["cold"] or {}
     out = {"ndcg": full[f"ndcg@{k}"], "recall": full[f"recall@{k}"],
            "cold recall": cold.get(f"recall@{k}"), "cold share": cold.get(f"share@{k}"),
-           "cold positive share": cold.get("positive_share")}
+           "cold positive share": cold.get("positive_share"),
+           "idle cold share": cold.get(f"idle_share@{k}")}
     if part == "test":
         only = evaluate(run.scorer, run.dataset, run.split, part=part, ks=[k],
                         item_subset="cold")
         out["cold-only recall"] = only[f"recall@{k}"]
-        out["idle cold share"] = _idle_cold_share(run, part, k)
     return out
 
 

@@ -326,7 +326,8 @@ def evaluate(
         ``"mrr@K"``, ``"coverage@K"``, ``"gini@K"``, ``"avg_popularity@K"``,
         ``"long_tail_share@K"`` (share from the last popularity bucket), ``"by_popularity"``
         (bucket -> metrics, ``share@K``), ``"cold"`` (cold-item metrics in the full ranking,
-        their ``share@K`` of the top-K slots and ``positive_share`` of the positives),
+        their ``share@K`` of the top-K slots, ``idle_share@K`` the slots of cold items
+        without a positive in the part, and ``positive_share`` of the positives),
         ``"users_evaluated"``, ``"users_skipped"`` (users with no positive in the part),
         ``"positives"``, ``"positives_masked"`` (positives also seen in training, hence
         unrankable and dropped) and the settings used. In ``item_subset="cold"`` mode
@@ -434,13 +435,18 @@ def evaluate(
         result["cold"] = cold_metrics.result()
         # What users are shown against what they took: the cold items' share of the top-k
         # slots and of the positives (1:1 would be exposure in proportion to demand).
+        # ``idle_share``: the slots of cold items without a positive in the part (on a
+        # cold-item split, the other part's cold items, which cannot be relevant here).
         cold_t = torch.from_numpy(cold).to(device)
+        idle = cold_t & (torch.bincount(truth.indices, minlength=num_items) == 0)
         result["cold"]["positive_share"] = (cold_metrics.positives / len(truth)
                                             if len(truth) else None)
         for k in ks:
             slots = int(exposure[k].sum())
             result["cold"][f"share@{k}"] = (int(exposure[k][cold_t].sum()) / slots
                                             if slots else None)
+            result["cold"][f"idle_share@{k}"] = (int(exposure[k][idle].sum()) / slots
+                                                 if slots else None)
     else:
         result["by_popularity"] = None
         result["cold"] = None

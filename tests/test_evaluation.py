@@ -231,6 +231,24 @@ def test_cold_shares_compare_exposure_with_demand():
     unseen_cold = (~seen[users][:, cold]).sum(1)
     assert result["share@5"] == pytest.approx(np.minimum(unseen_cold, 5).sum() / (5 * users.sum()))
     assert result["positive_share"] == pytest.approx(test[:, cold].sum() / test.sum())
+    assert result["idle_share@5"] == 0.0  # every cold item has a test positive here
+    # Items 78 and 79's test rows moved to validation (as a cold-item split does with the
+    # validation's cold items): cold without a test positive; shown first, their slots are
+    # the idle share.
+    moved = np.isin(split.test.item_index, [78, 79])
+    other = Split("manual", split.train, Interactions(
+        np.concatenate([split.valid.user_index, split.test.user_index[moved]]),
+        np.concatenate([split.valid.item_index, split.test.item_index[moved]])),
+        split.test.select(~moved))
+    test, idle = _dense(other.test, shape), np.isin(np.arange(shape[1]), [78, 79])
+    seen = _dense(other.train, shape) | _dense(other.valid, shape)
+    users = test.any(1)
+    idle_first = np.random.default_rng(4).random(shape) + 10 * idle[None, :]
+    shown = evaluate(TableScorer(idle_first), shape, other, ks=(5,), device="cpu")["cold"]
+    unseen_idle = (~seen[users][:, idle]).sum(1)
+    assert shown["idle_share@5"] == pytest.approx(
+        np.minimum(unseen_idle, 5).sum() / (5 * users.sum()))
+    assert 0 < shown["idle_share@5"] <= shown["share@5"]
     # Warm first: no cold item is shown, whatever the demand for them.
     warm_first = evaluate(TableScorer(scores - 20 * cold[None, :]), shape, split, ks=(5,),
                           device="cpu")["cold"]
